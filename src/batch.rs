@@ -1,0 +1,316 @@
+//! File-level conversions and folder batches: the edge between paths and
+//! the spectrogram codec. Each output is written atomically; a batch skips
+//! outputs that already exist (so a rerun resumes) and reports every file
+//! it could not convert instead of stopping.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use crate::audio::{read_audio, read_audio_as, write_wav, Audio, ChannelLayout, WavFormat};
+use crate::error::{Error, Result};
+use crate::progress::{NoProgress, Progress};
+use crate::spectrogram::image::{read_png, write_png};
+use crate::spectrogram::{InversionOptions, Quality, SpectrogramConverter, SpectrogramParams};
+
+/// Audio file extensions a folder batch picks up.
+pub const AUDIO_EXTENSIONS: [&str; 5] = ["wav", "mp3", "flac", "ogg", "oga"];
+
+/// What an audio -> image conversion produced.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ImageSummary {
+    /// Image width in pixels (STFT frames).
+    pub width: usize,
+    /// Image height in pixels (mel bins).
+    pub height: usize,
+    /// Duration of the converted audio in seconds.
+    pub duration_s: f64,
+    /// Largest mel amplitude (EXIF tag 11080).
+    pub max_value: f32,
+}
+
+/// Converts an audio file to a spectrogram PNG with `params` (resampling and
+/// mixing channels as needed).
+pub fn audio_file_to_image(input: &Path, output: &Path, params: &SpectrogramParams) -> Result<ImageSummary> {
+    let converter = SpectrogramConverter::new(params.clone())?;
+    audio_file_to_image_with(&converter, input, output)
+}
+
+fn audio_file_to_image_with(converter: &SpectrogramConverter, input: &Path, output: &Path) -> Result<ImageSummary> {
+    let params = converter.params();
+    let layout = if params.stereo { ChannelLayout::Stereo } else { ChannelLayout::Mono };
+    let audio = read_audio_as(input, params.sample_rate_hz, layout)?;
+    let (image, max_value) = converter.image_from_audio(&audio)?;
+    write_png(output, &image, params, max_value)?;
+    Ok(ImageSummary {
+        width: image.width,
+        height: image.height,
+        duration_s: audio.duration_s(),
+        max_value,
+    })
+}
+
+/// What an image -> audio conversion did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AudioSummary {
+    /// Duration of the written audio in seconds.
+    pub duration_s: f64,
+    /// Whether the image carried riffusion's EXIF parameters; `false` means
+    /// the defaults were used.
+    pub had_exif: bool,
+}
+
+/// Converts a spectrogram PNG to a WAV file, using the parameters in its
+/// EXIF (or the defaults when it has none).
+pub fn image_file_to_audio(
+    input: &Path,
+    output: &Path,
+    quality: Quality,
+    seed: u64,
+    format: WavFormat,
+    progress: &dyn Progress,
+) -> Result<AudioSummary> {
+    let loaded = read_png(input)?;
+    let converter = SpectrogramConverter::new(loaded.params.clone())?;
+    let opts = InversionOptions::for_quality(quality, &loaded.params, seed);
+    let audio = converter.audio_from_image(&loaded, &opts, progress)?;
+    write_wav(output, &audio, format)?;
+    Ok(AudioSummary {
+        duration_s: audio.duration_s(),
+        had_exif: loaded.has_exif,
+    })
+}
+
+/// The outcome of a folder batch.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct BatchReport {
+    /// Files converted in this run.
+    pub converted: usize,
+    /// Files skipped because their output already existed.
+    pub skipped: usize,
+    /// Files that failed, with the reason.
+    pub failed: Vec<(PathBuf, String)>,
+}
+
+/// Lists the files directly inside `dir` whose extension is in `extensions`
+/// (case-insensitive), sorted by name.
+pub fn list_files(dir: &Path, extensions: &[&str]) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file()
+                && p.extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| extensions.iter().any(|x| x.eq_ignore_ascii_case(e)))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Runs `convert(input, output)` for every input in parallel, writing
+/// `out_dir/STEM.out_ext`; existing outputs are skipped unless `overwrite`.
+pub fn convert_folder(
+    inputs: &[PathBuf],
+    out_dir: &Path,
+    out_ext: &str,
+    overwrite: bool,
+    progress: &dyn Progress,
+    convert: impl Fn(&Path, &Path) -> Result<()> + Sync,
+) -> Result<BatchReport> {
+    std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
+    progress.start(inputs.len() as u64, "files");
+    let report = Mutex::new(BatchReport::default());
+    let cancelled = std::sync::atomic::AtomicBool::new(false);
+    inputs.par_iter().for_each(|input| {
+        if cancelled.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let stem = input.file_stem().unwrap_or_default().to_string_lossy();
+        let output = out_dir.join(format!("{stem}.{out_ext}"));
+        let outcome = if !overwrite && output.exists() {
+            Ok(false)
+        } else {
+            convert(input, &output).map(|_| true)
+        };
+        {
+            let mut r = report.lock().unwrap_or_else(|p| p.into_inner());
+            match outcome {
+                Ok(true) => r.converted += 1,
+                Ok(false) => r.skipped += 1,
+                Err(e) => {
+                    progress.message(&format!("skipped {}: {e}", input.display()));
+                    r.failed.push((input.clone(), e.to_string()));
+                }
+            }
+        }
+        if !progress.advance(1) {
+            cancelled.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    progress.finish();
+    if cancelled.into_inner() {
+        return Err(Error::Cancelled);
+    }
+    let mut report = report.into_inner().unwrap_or_else(|p| p.into_inner());
+    report.failed.sort();
+    Ok(report)
+}
+
+/// Converts every audio file in `in_dir` to a PNG in `out_dir`.
+pub fn audio_folder_to_images(
+    in_dir: &Path,
+    out_dir: &Path,
+    params: &SpectrogramParams,
+    overwrite: bool,
+    progress: &dyn Progress,
+) -> Result<BatchReport> {
+    let converter = SpectrogramConverter::new(params.clone())?;
+    let inputs = list_files(in_dir, &AUDIO_EXTENSIONS)?;
+    convert_folder(&inputs, out_dir, "png", overwrite, progress, |i, o| {
+        audio_file_to_image_with(&converter, i, o).map(|_| ())
+    })
+}
+
+/// Converts every PNG in `in_dir` to a WAV in `out_dir`.
+pub fn image_folder_to_audio(
+    in_dir: &Path,
+    out_dir: &Path,
+    quality: Quality,
+    seed: u64,
+    format: WavFormat,
+    overwrite: bool,
+    progress: &dyn Progress,
+) -> Result<BatchReport> {
+    let inputs = list_files(in_dir, &["png"])?;
+    convert_folder(&inputs, out_dir, "wav", overwrite, progress, |i, o| {
+        image_file_to_audio(i, o, quality, seed, format, &NoProgress).map(|_| ())
+    })
+}
+
+/// One clip cut from a longer recording.
+#[derive(Debug, Clone)]
+pub struct Clip {
+    /// Start within the source, in milliseconds.
+    pub start_ms: u64,
+    /// The clip's audio (zero-padded if the source ends early).
+    pub audio: Audio,
+}
+
+/// How clip start times are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClipPlacement {
+    /// `count` random starts from a seeded generator (riffusion's way).
+    Random {
+        /// Number of clips.
+        count: usize,
+        /// Generator seed.
+        seed: u64,
+    },
+    /// Consecutive clips every `hop_ms` until the audio ends.
+    Sequential {
+        /// Milliseconds between clip starts.
+        hop_ms: u64,
+    },
+}
+
+/// Cuts clips of `duration_ms` from `audio`. A source shorter than one clip
+/// gives a single zero-padded clip starting at 0.
+pub fn sample_clips(audio: &Audio, duration_ms: u64, placement: ClipPlacement) -> Result<Vec<Clip>> {
+    if duration_ms == 0 {
+        return Err(Error::param("duration_ms", "clip duration is 0 ms"));
+    }
+    let rate = audio.sample_rate_hz as u64;
+    let to_samples = |ms: u64| (ms * rate / 1000) as usize;
+    let clip_len = to_samples(duration_ms);
+    let total_ms = audio.len_samples() as u64 * 1000 / rate;
+    let last_start_ms = total_ms.saturating_sub(duration_ms);
+    let starts: Vec<u64> = match placement {
+        ClipPlacement::Random { count, seed } => {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            (0..count).map(|_| rng.random_range(0..=last_start_ms)).collect()
+        }
+        ClipPlacement::Sequential { hop_ms } => {
+            if hop_ms == 0 {
+                return Err(Error::param("hop_ms", "clip hop is 0 ms"));
+            }
+            (0..=last_start_ms).step_by(hop_ms as usize).collect()
+        }
+    };
+    Ok(starts
+        .into_iter()
+        .map(|start_ms| Clip {
+            start_ms,
+            audio: audio.slice_padded(to_samples(start_ms), clip_len),
+        })
+        .collect())
+}
+
+/// Reads `input`, cuts clips and writes them as
+/// `clip_{i}_start_{ms}_ms_duration_{ms}_ms.wav` in `out_dir` (riffusion's
+/// names). Returns the written paths.
+pub fn sample_clips_to_folder(
+    input: &Path,
+    out_dir: &Path,
+    duration_ms: u64,
+    placement: ClipPlacement,
+    mono: bool,
+    format: WavFormat,
+) -> Result<Vec<PathBuf>> {
+    let mut audio = read_audio(input)?;
+    if mono {
+        audio = audio.with_layout(ChannelLayout::Mono);
+    }
+    let clips = sample_clips(&audio, duration_ms, placement)?;
+    std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
+    clips
+        .iter()
+        .enumerate()
+        .map(|(i, clip)| {
+            let name = format!("clip_{i}_start_{}_ms_duration_{duration_ms}_ms.wav", clip.start_ms);
+            let path = out_dir.join(name);
+            write_wav(&path, &clip.audio, format)?;
+            Ok(path)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn audio(ms: usize) -> Audio {
+        Audio::new(vec![vec![0.1; ms * 8]], 8000, "t").unwrap()
+    }
+
+    #[test]
+    fn sequential_clips_cover_the_audio() {
+        let clips = sample_clips(&audio(12000), 5120, ClipPlacement::Sequential { hop_ms: 2560 }).unwrap();
+        let starts: Vec<u64> = clips.iter().map(|c| c.start_ms).collect();
+        assert_eq!(starts, vec![0, 2560, 5120]);
+        assert!(clips.iter().all(|c| c.audio.len_samples() == 5120 * 8));
+    }
+
+    #[test]
+    fn short_audio_gives_one_padded_clip() {
+        let clips = sample_clips(&audio(1000), 5120, ClipPlacement::Random { count: 2, seed: 1 }).unwrap();
+        assert_eq!(clips.len(), 2);
+        assert_eq!(clips[0].start_ms, 0);
+        assert_eq!(clips[0].audio.channels[0][8000 * 5], 0.0);
+    }
+
+    #[test]
+    fn random_clips_are_seeded() {
+        let a = sample_clips(&audio(20000), 5120, ClipPlacement::Random { count: 3, seed: 4 }).unwrap();
+        let b = sample_clips(&audio(20000), 5120, ClipPlacement::Random { count: 3, seed: 4 }).unwrap();
+        assert_eq!(
+            a.iter().map(|c| c.start_ms).collect::<Vec<_>>(),
+            b.iter().map(|c| c.start_ms).collect::<Vec<_>>()
+        );
+        assert!(a.iter().all(|c| c.start_ms <= 20000 - 5120));
+    }
+}

@@ -1,0 +1,278 @@
+//! `audio-to-image`, `image-to-audio`, `print-params`, `sample-clips`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use ragafusion::audio::WavFormat;
+use ragafusion::batch::{self, BatchReport, ClipPlacement};
+use ragafusion::spectrogram::exif::tags;
+use ragafusion::spectrogram::{read_png, Preset, Quality, SpectrogramParams};
+use ragafusion::Progress;
+
+use super::progress_bar::Bar;
+
+/// Spectrogram parameters: a preset plus per-field overrides.
+#[derive(Debug, Args)]
+pub struct ParamArgs {
+    /// Parameter preset to start from.
+    #[arg(long, value_enum, default_value_t = Preset::Riffusion)]
+    preset: Preset,
+    /// Encode two channels (G and B planes) instead of one.
+    #[arg(long)]
+    stereo: bool,
+    /// Sample rate the audio is converted to, in Hz.
+    #[arg(long)]
+    sample_rate_hz: Option<u32>,
+    /// Hop between columns in milliseconds.
+    #[arg(long)]
+    step_ms: Option<u32>,
+    /// Hann window length in milliseconds.
+    #[arg(long)]
+    window_ms: Option<u32>,
+    /// FFT length in milliseconds.
+    #[arg(long)]
+    padded_ms: Option<u32>,
+    /// Number of mel bins (image height).
+    #[arg(long)]
+    num_mel_bins: Option<u32>,
+    /// Lowest mel frequency in Hz.
+    #[arg(long)]
+    min_hz: Option<u32>,
+    /// Highest mel frequency in Hz.
+    #[arg(long)]
+    max_hz: Option<u32>,
+    /// Exponent applied to amplitudes before quantising to pixels.
+    #[arg(long)]
+    power_for_image: Option<f64>,
+}
+
+impl ParamArgs {
+    fn params(&self) -> anyhow::Result<SpectrogramParams> {
+        let mut p = SpectrogramParams::preset(self.preset);
+        p.stereo |= self.stereo;
+        macro_rules! set {
+            ($($f:ident),*) => { $( if let Some(v) = self.$f { p.$f = v; } )* };
+        }
+        set!(sample_rate_hz, step_ms, window_ms, padded_ms, num_mel_bins, min_hz, max_hz, power_for_image);
+        p.validate()?;
+        Ok(p)
+    }
+}
+
+/// Arguments of `audio-to-image`.
+#[derive(Debug, Args)]
+pub struct AudioToImageArgs {
+    /// Input audio file, or a folder of audio files.
+    input: PathBuf,
+    /// Output PNG, or the output folder when IN is a folder.
+    output: PathBuf,
+    #[command(flatten)]
+    params: ParamArgs,
+    /// In folder mode, convert files whose output already exists again.
+    #[arg(long)]
+    overwrite: bool,
+}
+
+/// Arguments of `image-to-audio`.
+#[derive(Debug, Args)]
+pub struct ImageToAudioArgs {
+    /// Input spectrogram PNG, or a folder of PNGs.
+    input: PathBuf,
+    /// Output WAV, or the output folder when IN is a folder.
+    output: PathBuf,
+    /// Speed / quality trade-off: `fast` is riffusion's recipe (32
+    /// Griffin-Lim iterations from random phase); `high` starts from PGHI
+    /// phase and runs 4x the iterations.
+    #[arg(long, value_enum, default_value_t = Quality::Fast)]
+    quality: Quality,
+    /// Seed of the random initial phase.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Write 32-bit float WAV instead of 16-bit PCM.
+    #[arg(long)]
+    float: bool,
+    /// In folder mode, convert files whose output already exists again.
+    #[arg(long)]
+    overwrite: bool,
+}
+
+/// Arguments of `print-params`.
+#[derive(Debug, Args)]
+pub struct PrintParamsArgs {
+    /// Spectrogram PNG to inspect.
+    input: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `sample-clips`.
+#[derive(Debug, Args)]
+pub struct SampleClipsArgs {
+    /// Input recording.
+    input: PathBuf,
+    /// Folder for the clips.
+    output_dir: PathBuf,
+    /// Number of randomly placed clips (ignored with --hop-ms).
+    #[arg(long, default_value_t = 1)]
+    num_clips: usize,
+    /// Cut consecutive clips every this many milliseconds instead of random ones.
+    #[arg(long)]
+    hop_ms: Option<u64>,
+    /// Clip length in milliseconds.
+    #[arg(long, default_value_t = 5120)]
+    duration_ms: u64,
+    /// Mix the clips down to mono.
+    #[arg(long)]
+    mono: bool,
+    /// Seed for random clip placement.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Write 32-bit float WAV instead of 16-bit PCM.
+    #[arg(long)]
+    float: bool,
+}
+
+fn wav_format(float: bool) -> WavFormat {
+    if float {
+        WavFormat::Float32
+    } else {
+        WavFormat::Pcm16
+    }
+}
+
+fn report_batch(report: &BatchReport) -> ExitCode {
+    eprintln!(
+        "converted {}, skipped {} (output exists), failed {}",
+        report.converted,
+        report.skipped,
+        report.failed.len()
+    );
+    for (path, reason) in &report.failed {
+        eprintln!("  failed: {}: {reason}", path.display());
+    }
+    if report.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Runs `audio-to-image`.
+pub fn audio_to_image(a: AudioToImageArgs) -> anyhow::Result<ExitCode> {
+    let params = a.params.params()?;
+    if a.input.is_dir() {
+        let bar = Bar::new();
+        let report = batch::audio_folder_to_images(&a.input, &a.output, &params, a.overwrite, &bar)?;
+        return Ok(report_batch(&report));
+    }
+    let s = batch::audio_file_to_image(&a.input, &a.output, &params)
+        .with_context(|| format!("converting {} to a spectrogram image", a.input.display()))?;
+    eprintln!(
+        "wrote {} ({}x{} px, {:.2} s)",
+        a.output.display(),
+        s.width,
+        s.height,
+        s.duration_s
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `image-to-audio`.
+pub fn image_to_audio(a: ImageToAudioArgs) -> anyhow::Result<ExitCode> {
+    let format = wav_format(a.float);
+    if a.input.is_dir() {
+        let bar = Bar::new();
+        let report = batch::image_folder_to_audio(
+            &a.input, &a.output, a.quality, a.seed, format, a.overwrite, &bar,
+        )?;
+        return Ok(report_batch(&report));
+    }
+    let bar = Bar::new();
+    let s = batch::image_file_to_audio(&a.input, &a.output, a.quality, a.seed, format, &bar)
+        .with_context(|| format!("reconstructing audio from {}", a.input.display()))?;
+    if !s.had_exif {
+        tracing::warn!(
+            "{} has no spectrogram EXIF tags; used the default parameters",
+            a.input.display()
+        );
+    }
+    eprintln!("wrote {} ({:.2} s)", a.output.display(), s.duration_s);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `print-params`.
+pub fn print_params(a: PrintParamsArgs) -> anyhow::Result<ExitCode> {
+    let loaded = read_png(&a.input).with_context(|| format!("reading {}", a.input.display()))?;
+    if !loaded.has_exif {
+        tracing::warn!(
+            "{} has no spectrogram EXIF tags; showing the defaults",
+            a.input.display()
+        );
+    }
+    let p = &loaded.params;
+    if a.json {
+        let v = serde_json::json!({
+            "file": a.input,
+            "has_exif": loaded.has_exif,
+            "width_px": loaded.image.width,
+            "height_px": loaded.image.height,
+            "duration_s": p.num_samples(loaded.image.width) as f64 / p.sample_rate_hz as f64,
+            "max_value": loaded.max_value,
+            "params": p,
+            "n_fft": p.n_fft(),
+            "hop_length": p.hop_length(),
+            "win_length": p.win_length(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (tag, name) in tags::NAMES {
+        match loaded.exif.get(&tag) {
+            Some(v) => println!("{name:<20} = {v:>15}"),
+            None => println!("{name:<20} = {:>15}", "(absent)"),
+        }
+    }
+    println!(
+        "{:<20} = {:>15}\n{:<20} = {:>15}\n{:<20} = {:>15}\n{:<20} = {:>15}",
+        "size (px)",
+        format!("{}x{}", loaded.image.width, loaded.image.height),
+        "n_fft",
+        p.n_fft(),
+        "hop_length",
+        p.hop_length(),
+        "win_length",
+        p.win_length()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `sample-clips`.
+pub fn sample_clips(a: SampleClipsArgs) -> anyhow::Result<ExitCode> {
+    let placement = match a.hop_ms {
+        Some(hop_ms) => ClipPlacement::Sequential { hop_ms },
+        None => ClipPlacement::Random {
+            count: a.num_clips,
+            seed: a.seed,
+        },
+    };
+    if a.num_clips == 0 && a.hop_ms.is_none() {
+        bail!("--num-clips must be at least 1");
+    }
+    let written = batch::sample_clips_to_folder(
+        &a.input,
+        &a.output_dir,
+        a.duration_ms,
+        placement,
+        a.mono,
+        wav_format(a.float),
+    )
+    .with_context(|| format!("cutting clips from {}", a.input.display()))?;
+    for p in &written {
+        println!("{}", p.display());
+    }
+    eprintln!("wrote {} clips to {}", written.len(), a.output_dir.display());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,55 @@
+//! Command-line verbs. Each file holds one group's arguments and `run`.
+
+mod codec;
+mod progress_bar;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Carnatic music from text captions with spectrogram diffusion, and
+/// measures of raga adherence.
+#[derive(Debug, Parser)]
+#[command(name = "ragafusion", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Convert audio (WAV, MP3, FLAC, OGG) to a riffusion spectrogram PNG;
+    /// with a folder as IN, convert every audio file in it into OUT.
+    AudioToImage(codec::AudioToImageArgs),
+    /// Reconstruct audio from a spectrogram PNG (parameters from its EXIF);
+    /// with a folder as IN, convert every PNG in it into OUT.
+    ImageToAudio(codec::ImageToAudioArgs),
+    /// Print the spectrogram parameters stored in a PNG's EXIF tags.
+    PrintParams(codec::PrintParamsArgs),
+    /// Cut clips (5.12 s by default) from a recording.
+    SampleClips(codec::SampleClipsArgs),
+}
+
+/// Sets up `tracing` output on stderr; `RAGAFUSION_LOG` sets the filter
+/// (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RAGAFUSION_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+}
+
+/// Parses the command line and runs the chosen verb.
+pub fn run() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::AudioToImage(a) => codec::audio_to_image(a),
+        Command::ImageToAudio(a) => codec::image_to_audio(a),
+        Command::PrintParams(a) => codec::print_params(a),
+        Command::SampleClips(a) => codec::sample_clips(a),
+    }
+}

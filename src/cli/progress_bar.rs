@@ -1,0 +1,41 @@
+//! Binds the library's [`Progress`] to an indicatif bar on stderr.
+
+use indicatif::{ProgressBar, ProgressStyle};
+use ragafusion::Progress;
+
+/// A terminal progress bar (hidden when stderr is not a terminal).
+pub struct Bar(ProgressBar);
+
+impl Bar {
+    /// A bar with no length yet.
+    pub fn new() -> Self {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
+                .expect("static template")
+                .progress_chars("=> "),
+        );
+        Bar(bar)
+    }
+}
+
+impl Progress for Bar {
+    fn start(&self, total: u64, what: &str) {
+        self.0.set_length(total);
+        self.0.set_position(0);
+        self.0.set_message(what.to_string());
+    }
+
+    fn advance(&self, done: u64) -> bool {
+        self.0.inc(done);
+        true
+    }
+
+    fn message(&self, text: &str) {
+        self.0.suspend(|| eprintln!("{text}"));
+    }
+
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}

@@ -1,0 +1,95 @@
+//! The library's error type.
+//!
+//! Every fallible library function returns [`Result`]. Variants carry the
+//! file and the field at fault so that a user reading the message knows what
+//! to fix; the CLI adds context on top with `anyhow`.
+
+use std::path::PathBuf;
+
+/// Errors raised by the ragafusion library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading or writing a file failed at the operating-system level.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file involved.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// An audio file could not be decoded.
+    #[error("{path}: cannot decode audio: {reason}")]
+    AudioDecode {
+        /// The file involved.
+        path: PathBuf,
+        /// What went wrong, in words.
+        reason: String,
+    },
+
+    /// Audio data is unusable (empty, non-finite samples, bad channel layout).
+    #[error("{context}: invalid audio: {reason}")]
+    InvalidAudio {
+        /// The file or buffer the audio came from.
+        context: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A spectrogram image could not be read or does not fit the parameters.
+    #[error("{path}: invalid spectrogram image: {reason}")]
+    InvalidImage {
+        /// The file involved.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// EXIF metadata is present but malformed.
+    #[error("{context}: invalid EXIF data: {reason}")]
+    InvalidExif {
+        /// The file or buffer involved.
+        context: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A parameter value is out of range or inconsistent with another.
+    #[error("invalid parameter `{field}`: {reason}")]
+    InvalidParameter {
+        /// The parameter's name, as spelled in the API or CLI.
+        field: &'static str,
+        /// Why the value was refused.
+        reason: String,
+    },
+
+    /// Resampling failed.
+    #[error("resampling failed: {0}")]
+    Resample(String),
+
+    /// A long job was cancelled through its progress callback.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl Error {
+    /// Builds an [`Error::Io`] for `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Builds an [`Error::InvalidParameter`].
+    pub fn param(field: &'static str, reason: impl Into<String>) -> Self {
+        Error::InvalidParameter {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The library's result alias.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

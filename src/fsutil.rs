@@ -1,0 +1,60 @@
+//! File helpers shared by every writer: outputs go to a temporary name in
+//! the destination folder and are renamed into place, so an interrupted job
+//! never leaves a half-written file under the final name.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Writes a file atomically: `write` fills a buffered temporary file next to
+/// `path`, which is then renamed to `path`. On error the temporary is removed.
+pub fn write_atomic(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<File>) -> Result<()>,
+) -> Result<()> {
+    let tmp = temp_path(path);
+    let result = (|| {
+        let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let mut w = BufWriter::new(file);
+        write(&mut w)?;
+        w.flush().map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// The temporary name used for `path` while it is being written:
+/// `.NAME.PID.tmp` in the same folder.
+fn temp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+}
+
+/// Reads a whole file, naming it in the error.
+pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_write_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.bin");
+        let r = write_atomic(&p, |_| Err(Error::param("x", "boom")));
+        assert!(r.is_err());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        write_atomic(&p, |w| w.write_all(b"ok").map_err(|e| Error::io("a", e))).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"ok");
+    }
+}

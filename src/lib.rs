@@ -1,0 +1,33 @@
+//! # ragafusion
+//!
+//! Carnatic music from text captions with a Riffusion-style spectrogram
+//! diffusion model, and measures of whether the result follows the raga.
+//!
+//! This crate is the library behind the `ragafusion` command. Its lowest
+//! layer converts audio to Riffusion-compatible mel-spectrogram images and
+//! back ([`spectrogram`]), on top of audio decoding and encoding
+//! ([`audio`]).
+//!
+//! ```no_run
+//! use ragafusion::audio::{read_audio_as, ChannelLayout};
+//! use ragafusion::spectrogram::{write_png, SpectrogramConverter, SpectrogramParams};
+//!
+//! # fn main() -> ragafusion::Result<()> {
+//! let params = SpectrogramParams::default();
+//! let audio = read_audio_as("clip.wav".as_ref(), params.sample_rate_hz, ChannelLayout::Mono)?;
+//! let converter = SpectrogramConverter::new(params.clone())?;
+//! let (image, max_value) = converter.image_from_audio(&audio)?;
+//! write_png("clip.png".as_ref(), &image, &params, max_value)?;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod audio;
+pub mod batch;
+pub mod error;
+pub mod fsutil;
+pub mod progress;
+pub mod spectrogram;
+
+pub use error::{Error, Result};
+pub use progress::{NoProgress, Progress};

@@ -1,0 +1,53 @@
+//! Progress reporting with cancellation.
+//!
+//! Long jobs take a `&dyn Progress`. The CLI binds it to an indicatif bar,
+//! tests use [`NoProgress`]. Returning `false` from [`Progress::advance`]
+//! asks the job to stop; it then returns [`crate::Error::Cancelled`].
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Receives progress from a long-running job.
+pub trait Progress: Sync {
+    /// Announces the total amount of work, in units of the job's choosing.
+    fn start(&self, total: u64, what: &str);
+    /// Reports `done` more units finished. Returns `false` to cancel.
+    fn advance(&self, done: u64) -> bool;
+    /// Reports a one-line message (a skipped file, a warning).
+    fn message(&self, text: &str);
+    /// Marks the job finished.
+    fn finish(&self);
+}
+
+/// A progress sink that ignores everything and never cancels.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn start(&self, _total: u64, _what: &str) {}
+    fn advance(&self, _done: u64) -> bool {
+        true
+    }
+    fn message(&self, _text: &str) {}
+    fn finish(&self) {}
+}
+
+/// A progress sink that only records a cancellation request, for callers
+/// that want to stop a job from another thread.
+#[derive(Debug, Default)]
+pub struct CancelFlag(AtomicBool);
+
+impl CancelFlag {
+    /// Requests cancellation.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Progress for CancelFlag {
+    fn start(&self, _total: u64, _what: &str) {}
+    fn advance(&self, _done: u64) -> bool {
+        !self.0.load(Ordering::Relaxed)
+    }
+    fn message(&self, _text: &str) {}
+    fn finish(&self) {}
+}
