@@ -9,7 +9,7 @@ use std::collections::BinaryHeap;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
-use realfft::num_complex::Complex32;
+use rustfft::num_complex::Complex32;
 
 use super::stft::{Spectrum, Stft};
 use crate::error::{Error, Result};
@@ -84,42 +84,44 @@ pub fn griffin_lim(
         PhaseInit::Pghi => pghi(stft, magnitude, &mut angles, opts.seed),
     }
     let alpha = opts.momentum / (1.0 + opts.momentum);
-    let mut spec = Spectrum::zeros(frames, bins);
+    // `spec` holds magnitude x current phase; `rebuilt` the STFT of its
+    // inverse; `tprev` the previous `rebuilt` (swapped, not copied).
+    let mut spec = angles;
+    apply_magnitude(magnitude, &mut spec);
     let mut rebuilt = Spectrum::zeros(frames, bins);
     let mut tprev = Spectrum::zeros(frames, bins);
     let mut signal = Vec::new();
     let mut frames_buf = Vec::new();
+    let mut padded = Vec::new();
     for _ in 0..opts.iterations {
-        apply_magnitude(magnitude, &angles, &mut spec);
         stft.inverse_into(&spec, &mut frames_buf, &mut signal);
-        stft.forward_into(&signal, &mut rebuilt);
-        angles
-            .data
+        stft.forward_into(&signal, &mut padded, &mut rebuilt);
+        spec.data
             .par_iter_mut()
             .zip(rebuilt.data.par_iter())
-            .zip(tprev.data.par_iter_mut())
+            .zip(tprev.data.par_iter())
+            .zip(magnitude.par_iter())
             .with_min_len(4096)
-            .for_each(|((a, r), p)| {
+            .for_each(|(((s, r), p), m)| {
                 let v = r - *p * alpha;
-                *a = v / (v.norm() + 1e-16);
-                *p = *r;
+                *s = v * (m / (v.norm() + 1e-16));
             });
+        std::mem::swap(&mut rebuilt, &mut tprev);
         if !progress.advance(1) {
             return Err(Error::Cancelled);
         }
     }
-    apply_magnitude(magnitude, &angles, &mut spec);
     stft.inverse_into(&spec, &mut frames_buf, &mut signal);
     Ok(signal)
 }
 
-fn apply_magnitude(magnitude: &[f32], angles: &Spectrum, out: &mut Spectrum) {
-    out.data
+/// Multiplies unit phases by the magnitudes, in place.
+fn apply_magnitude(magnitude: &[f32], spec: &mut Spectrum) {
+    spec.data
         .par_iter_mut()
-        .zip(angles.data.par_iter())
         .zip(magnitude.par_iter())
         .with_min_len(4096)
-        .for_each(|((o, a), m)| *o = a * *m);
+        .for_each(|(s, m)| *s *= *m);
 }
 
 fn random_phase(angles: &mut [Complex32], seed: u64) {
