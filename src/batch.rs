@@ -14,7 +14,7 @@ use crate::audio::{read_audio, read_audio_as, write_wav, Audio, ChannelLayout, W
 use crate::error::{Error, Result};
 use crate::progress::{NoProgress, Progress};
 use crate::spectrogram::image::{read_png, write_png};
-use crate::spectrogram::{InversionOptions, Quality, SpectrogramConverter, SpectrogramParams};
+use crate::spectrogram::{InversionSettings, SpectrogramConverter, SpectrogramParams};
 
 /// Audio file extensions a folder batch picks up.
 pub const AUDIO_EXTENSIONS: [&str; 5] = ["wav", "mp3", "flac", "ogg", "oga"];
@@ -68,14 +68,13 @@ pub struct AudioSummary {
 pub fn image_file_to_audio(
     input: &Path,
     output: &Path,
-    quality: Quality,
-    seed: u64,
+    settings: &InversionSettings,
     format: WavFormat,
     progress: &dyn Progress,
 ) -> Result<AudioSummary> {
     let loaded = read_png(input)?;
     let converter = SpectrogramConverter::new(loaded.params.clone())?;
-    let opts = InversionOptions::for_quality(quality, &loaded.params, seed);
+    let opts = settings.options(&loaded.params);
     let audio = converter.audio_from_image(&loaded, &opts, progress)?;
     write_wav(output, &audio, format)?;
     Ok(AudioSummary {
@@ -180,15 +179,14 @@ pub fn audio_folder_to_images(
 pub fn image_folder_to_audio(
     in_dir: &Path,
     out_dir: &Path,
-    quality: Quality,
-    seed: u64,
+    settings: &InversionSettings,
     format: WavFormat,
     overwrite: bool,
     progress: &dyn Progress,
 ) -> Result<BatchReport> {
     let inputs = list_files(in_dir, &["png"])?;
     convert_folder(&inputs, out_dir, "wav", overwrite, progress, |i, o| {
-        image_file_to_audio(i, o, quality, seed, format, &NoProgress).map(|_| ())
+        image_file_to_audio(i, o, settings, format, &NoProgress).map(|_| ())
     })
 }
 

@@ -1,35 +1,81 @@
-//! Riffusion's loudness post-processing for reconstructed audio.
+//! Loudness post-processing for reconstructed audio.
+//!
+//! Riffusion scales Griffin-Lim output to 16-bit peak, applies gain to
+//! bring the RMS level to -12 dBFS (16-bit arithmetic clips whatever goes
+//! past full scale), then peak-normalises to -0.1 dBFS. On percussive audio
+//! (high crest factor) that middle step clips hard. The default here keeps
+//! riffusion's two targets but caps the gain so nothing clips.
 
-/// Peak-normalises, applies gain to bring the RMS level to `-12 dBFS`
-/// (clipping at full scale, as 16-bit audio does), then peak-normalises to
-/// `-0.1 dBFS`: riffusion's `apply_filters` without compression. Silence is
-/// left as it is. All channels share one gain.
-pub fn riffusion_loudness(channels: &mut [Vec<f32>]) {
-    let peak = |ch: &[Vec<f32>]| ch.iter().flatten().fold(0.0f32, |m, s| m.max(s.abs()));
+use serde::{Deserialize, Serialize};
+
+/// RMS target of riffusion's normalisation, dBFS.
+pub const TARGET_RMS_DBFS: f32 = -12.0;
+/// Peak target of riffusion's normalisation, dBFS.
+pub const TARGET_PEAK_DBFS: f32 = -0.1;
+
+/// How reconstructed audio is levelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Loudness {
+    /// -12 dBFS RMS, limited so the peak stays at or below -0.1 dBFS
+    /// (riffusion's targets without its clipping).
+    #[default]
+    Riffusion,
+    /// Exactly riffusion's chain: -12 dBFS RMS with hard clipping at full
+    /// scale, then peak normalisation to -0.1 dBFS.
+    RiffusionClip,
+    /// Peak normalisation to -0.1 dBFS only.
+    Peak,
+    /// Leave the level as reconstructed (samples may exceed full scale;
+    /// write 32-bit float WAV to keep them).
+    None,
+}
+
+fn db_to_gain(db: f32) -> f32 {
+    10f32.powf(db / 20.0)
+}
+
+fn peak(ch: &[Vec<f32>]) -> f32 {
+    ch.iter().flatten().fold(0.0f32, |m, s| m.max(s.abs()))
+}
+
+fn rms(ch: &[Vec<f32>]) -> f32 {
+    let count = ch.iter().map(Vec::len).sum::<usize>().max(1);
+    let sum: f64 = ch.iter().flatten().map(|s| *s as f64 * *s as f64).sum();
+    (sum / count as f64).sqrt() as f32
+}
+
+fn scale(ch: &mut [Vec<f32>], gain: f32) {
+    for s in ch.iter_mut().flatten() {
+        *s *= gain;
+    }
+}
+
+/// Levels `channels` in place with one gain for all channels. Silence is
+/// left as it is.
+pub fn normalize_loudness(channels: &mut [Vec<f32>], mode: Loudness) {
     let p = peak(channels);
-    if p == 0.0 {
+    if p == 0.0 || mode == Loudness::None {
         return;
     }
-    let count = channels.iter().map(Vec::len).sum::<usize>().max(1);
-    let mean_sq = channels
-        .iter()
-        .flatten()
-        .map(|s| (s / p) as f64 * (s / p) as f64)
-        .sum::<f64>()
-        / count as f64;
-    let rms = mean_sq.sqrt();
-    let gain = if rms > 0.0 {
-        (10f64.powf(-12.0 / 20.0) / rms) as f32
-    } else {
-        1.0
-    };
-    for s in channels.iter_mut().flatten() {
-        *s = (*s / p * gain).clamp(-1.0, 1.0);
-    }
-    let p2 = peak(channels);
-    let target = 10f32.powf(-0.1 / 20.0);
-    for s in channels.iter_mut().flatten() {
-        *s *= target / p2;
+    let peak_target = db_to_gain(TARGET_PEAK_DBFS);
+    match mode {
+        Loudness::None => {}
+        Loudness::Peak => scale(channels, peak_target / p),
+        Loudness::Riffusion => {
+            let r = rms(channels);
+            let gain = (db_to_gain(TARGET_RMS_DBFS) / r).min(peak_target / p);
+            scale(channels, gain);
+        }
+        Loudness::RiffusionClip => {
+            scale(channels, 1.0 / p);
+            let gain = db_to_gain(TARGET_RMS_DBFS) / rms(channels);
+            for s in channels.iter_mut().flatten() {
+                *s = (*s * gain).clamp(-1.0, 1.0);
+            }
+            let p2 = peak(channels);
+            scale(channels, peak_target / p2);
+        }
     }
 }
 
@@ -37,29 +83,42 @@ pub fn riffusion_loudness(channels: &mut [Vec<f32>]) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn sine_ends_at_minus_point_one_dbfs() {
-        let mut ch = vec![(0..4410).map(|i| 0.01 * (i as f32 * 0.05).sin()).collect::<Vec<_>>()];
-        riffusion_loudness(&mut ch);
-        let peak = ch[0].iter().fold(0.0f32, |m, s| m.max(s.abs()));
-        assert!((20.0 * peak.log10() + 0.1).abs() < 1e-3, "peak {peak}");
+    fn dbfs(x: f32) -> f32 {
+        20.0 * x.log10()
     }
 
     #[test]
-    fn spiky_signal_is_clipped_at_the_rms_stage() {
-        // One spike over silence: -12 dBFS RMS needs far more than full scale.
+    fn quiet_sine_reaches_the_rms_target() {
+        let mut ch = vec![(0..44100).map(|i| 0.01 * (i as f32 * 0.05).sin()).collect::<Vec<_>>()];
+        normalize_loudness(&mut ch, Loudness::Riffusion);
+        // A sine's crest factor is 3 dB, so -12 dBFS RMS fits under the ceiling.
+        assert!((dbfs(rms(&ch)) - TARGET_RMS_DBFS).abs() < 0.01);
+        assert!(dbfs(peak(&ch)) <= TARGET_PEAK_DBFS + 1e-4);
+    }
+
+    #[test]
+    fn spiky_signal_hits_the_ceiling_without_clipping() {
         let mut ch = vec![vec![0.0f32; 1000]];
         ch[0][10] = 0.5;
         ch[0][20] = 0.2;
-        riffusion_loudness(&mut ch);
-        // Both samples clip to full scale, then normalise to -0.1 dBFS.
-        assert!((ch[0][10] - ch[0][20]).abs() < 1e-6);
+        let mut clipped = ch.clone();
+        normalize_loudness(&mut ch, Loudness::Riffusion);
+        assert!((dbfs(peak(&ch)) - TARGET_PEAK_DBFS).abs() < 1e-3);
+        assert!((ch[0][20] / ch[0][10] - 0.4).abs() < 1e-6, "shape kept");
+        // Riffusion's chain clips both to full scale first.
+        normalize_loudness(&mut clipped, Loudness::RiffusionClip);
+        assert!((clipped[0][10] - clipped[0][20]).abs() < 1e-6);
     }
 
     #[test]
-    fn silence_stays_silent() {
+    fn silence_and_none_are_untouched() {
         let mut ch = vec![vec![0.0f32; 10]];
-        riffusion_loudness(&mut ch);
+        normalize_loudness(&mut ch, Loudness::Riffusion);
         assert!(ch[0].iter().all(|s| *s == 0.0));
+        let mut loud = vec![vec![3.0f32, -2.0]];
+        normalize_loudness(&mut loud, Loudness::None);
+        assert_eq!(loud[0], vec![3.0, -2.0]);
+        normalize_loudness(&mut loud, Loudness::Peak);
+        assert!((dbfs(peak(&loud)) - TARGET_PEAK_DBFS).abs() < 1e-3);
     }
 }

@@ -9,7 +9,7 @@ mod loudness;
 mod resample;
 
 pub use io::{read_audio, read_audio_as, write_wav, WavFormat};
-pub use loudness::riffusion_loudness;
+pub use loudness::{normalize_loudness, Loudness};
 pub use resample::resample;
 
 use crate::error::{Error, Result};

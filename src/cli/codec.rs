@@ -5,11 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use ragafusion::audio::WavFormat;
+use ragafusion::audio::{Loudness, WavFormat};
 use ragafusion::batch::{self, BatchReport, ClipPlacement};
 use ragafusion::spectrogram::exif::tags;
-use ragafusion::spectrogram::{read_png, Preset, Quality, SpectrogramParams};
-use ragafusion::Progress;
+use ragafusion::spectrogram::{read_png, InversionSettings, Preset, Quality, SpectrogramParams};
 
 use super::progress_bar::Bar;
 
@@ -82,14 +81,23 @@ pub struct ImageToAudioArgs {
     input: PathBuf,
     /// Output WAV, or the output folder when IN is a folder.
     output: PathBuf,
-    /// Speed / quality trade-off: `fast` is riffusion's recipe (32
-    /// Griffin-Lim iterations from random phase); `high` starts from PGHI
-    /// phase and runs 4x the iterations.
+    /// Speed / quality trade-off: `fast` starts Griffin-Lim from PGHI phase
+    /// and runs the image's iterations (32); `high` runs 4x as many;
+    /// `riffusion` starts from random phase as riffusion does.
     #[arg(long, value_enum, default_value_t = Quality::Fast)]
     quality: Quality,
-    /// Seed of the random initial phase.
+    /// Griffin-Lim iterations, overriding the quality preset.
+    #[arg(long)]
+    iterations: Option<usize>,
+    /// Seed of the random phase (all of it in `riffusion` quality, silent
+    /// coefficients otherwise).
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Output levelling: `riffusion` (-12 dBFS RMS, peak capped at -0.1
+    /// dBFS), `riffusion-clip` (riffusion's exact chain, which clips loud
+    /// transients), `peak` (-0.1 dBFS peak) or `none`.
+    #[arg(long, value_enum, default_value_t = Loudness::Riffusion)]
+    loudness: Loudness,
     /// Write 32-bit float WAV instead of 16-bit PCM.
     #[arg(long)]
     float: bool,
@@ -183,15 +191,19 @@ pub fn audio_to_image(a: AudioToImageArgs) -> anyhow::Result<ExitCode> {
 /// Runs `image-to-audio`.
 pub fn image_to_audio(a: ImageToAudioArgs) -> anyhow::Result<ExitCode> {
     let format = wav_format(a.float);
+    let settings = InversionSettings {
+        quality: a.quality,
+        seed: a.seed,
+        iterations: a.iterations,
+        loudness: a.loudness,
+    };
     if a.input.is_dir() {
         let bar = Bar::new();
-        let report = batch::image_folder_to_audio(
-            &a.input, &a.output, a.quality, a.seed, format, a.overwrite, &bar,
-        )?;
+        let report = batch::image_folder_to_audio(&a.input, &a.output, &settings, format, a.overwrite, &bar)?;
         return Ok(report_batch(&report));
     }
     let bar = Bar::new();
-    let s = batch::image_file_to_audio(&a.input, &a.output, a.quality, a.seed, format, &bar)
+    let s = batch::image_file_to_audio(&a.input, &a.output, &settings, format, &bar)
         .with_context(|| format!("reconstructing audio from {}", a.input.display()))?;
     if !s.had_exif {
         tracing::warn!(

@@ -8,7 +8,7 @@ use super::image::{image_from_mel, mel_from_image, LoadedImage, SpectrogramImage
 use super::mel::MelFilterbank;
 use super::stft::Stft;
 use super::{MelSpectrogram, SpectrogramParams};
-use crate::audio::{riffusion_loudness, Audio};
+use crate::audio::{normalize_loudness, Audio, Loudness};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 
@@ -36,20 +36,23 @@ pub struct InversionOptions {
     pub mel_inverse: MelInverse,
     /// Phase reconstruction.
     pub griffin_lim: GriffinLimOptions,
-    /// Apply riffusion's loudness normalisation (-12 dBFS RMS, -0.1 dBFS peak).
-    pub normalize_loudness: bool,
+    /// Levelling of the output.
+    pub loudness: Loudness,
 }
 
 /// Named speed / quality trade-offs for image -> audio.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Quality {
-    /// NNLS mel inverse, random phase, the parameters' Griffin-Lim
-    /// iterations (32 by default): riffusion's recipe, fast.
+    /// NNLS mel inverse, phase started by PGHI, the parameters' Griffin-Lim
+    /// iterations (32 by default).
     #[default]
     Fast,
-    /// NNLS mel inverse, PGHI phase start and 4x the iterations: slower,
-    /// closer to the image, less phasey.
+    /// As `fast` with 4x the Griffin-Lim iterations: ~3x slower, closer to
+    /// the image, less phasey.
     High,
+    /// Riffusion's recipe: random initial phase (seeded), the parameters'
+    /// iterations; NNLS instead of least squares for the mel inverse.
+    Riffusion,
 }
 
 impl InversionOptions {
@@ -57,8 +60,9 @@ impl InversionOptions {
     pub fn for_quality(quality: Quality, params: &SpectrogramParams, seed: u64) -> Self {
         let iterations = params.griffin_lim_iters as usize;
         let (init, iterations) = match quality {
-            Quality::Fast => (PhaseInit::Random, iterations),
+            Quality::Fast => (PhaseInit::Pghi, iterations),
             Quality::High => (PhaseInit::Pghi, iterations * 4),
+            Quality::Riffusion => (PhaseInit::Random, iterations),
         };
         InversionOptions {
             mel_inverse: MelInverse::Nnls { iterations: 20 },
@@ -68,8 +72,34 @@ impl InversionOptions {
                 seed,
                 init,
             },
-            normalize_loudness: true,
+            loudness: Loudness::default(),
         }
+    }
+}
+
+/// What a user chooses for image -> audio; the rest follows from the
+/// image's parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct InversionSettings {
+    /// Speed / quality trade-off.
+    pub quality: Quality,
+    /// Seed for the random parts of phase reconstruction.
+    pub seed: u64,
+    /// Griffin-Lim iterations, overriding what `quality` implies.
+    pub iterations: Option<usize>,
+    /// Levelling of the output.
+    pub loudness: Loudness,
+}
+
+impl InversionSettings {
+    /// The full options for an image with `params`.
+    pub fn options(&self, params: &SpectrogramParams) -> InversionOptions {
+        let mut o = InversionOptions::for_quality(self.quality, params, self.seed);
+        if let Some(n) = self.iterations {
+            o.griffin_lim.iterations = n;
+        }
+        o.loudness = self.loudness;
+        o
     }
 }
 
@@ -222,9 +252,7 @@ impl SpectrogramConverter {
             channels.push(signal);
         }
         progress.finish();
-        if opts.normalize_loudness {
-            riffusion_loudness(&mut channels);
-        }
+        normalize_loudness(&mut channels, opts.loudness);
         Audio::new(channels, self.params.sample_rate_hz, "reconstructed audio")
     }
 

@@ -3,9 +3,6 @@
 //! random phase or from phase-gradient heap integration (PGHI, Prusa,
 //! Balazs and Sondergaard 2017).
 
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
-
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -136,20 +133,41 @@ fn random_phase(angles: &mut [Complex32], seed: u64) {
 /// samples: lambda = 0.25645 L^2 (Prusa et al. 2017, table 1).
 const HANN_GAMMA: f64 = 0.25645;
 
-#[derive(PartialEq)]
-struct Entry(f32, usize);
+/// Width of one priority bucket in natural-log magnitude (~0.1 dB).
+const BUCKET_NEPERS: f64 = 0.01;
 
-impl Eq for Entry {}
-
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
+/// A max-priority queue over coefficient indices with quantised priorities:
+/// O(1) push and pop, ties served last-in first-out. PGHI only needs
+/// "roughly the loudest known coefficient next", and a binary heap over
+/// millions of coefficients costs more than the whole Griffin-Lim loop.
+struct BucketQueue {
+    buckets: Vec<Vec<u32>>,
+    top: usize,
 }
 
-impl Ord for Entry {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.0.total_cmp(&other.0).then(other.1.cmp(&self.1))
+impl BucketQueue {
+    fn new(levels: usize) -> Self {
+        BucketQueue {
+            buckets: vec![Vec::new(); levels.max(1)],
+            top: 0,
+        }
+    }
+
+    fn push(&mut self, level: usize, index: usize) {
+        self.buckets[level].push(index as u32);
+        self.top = self.top.max(level);
+    }
+
+    fn pop(&mut self) -> Option<usize> {
+        loop {
+            if let Some(i) = self.buckets[self.top].pop() {
+                return Some(i as usize);
+            }
+            if self.top == 0 {
+                return None;
+            }
+            self.top -= 1;
+        }
     }
 }
 
@@ -163,89 +181,130 @@ fn pghi(stft: &Stft, magnitude: &[f32], angles: &mut Spectrum, seed: u64) {
     let n = stft.n_fft() as f64;
     let h = stft.hop() as f64;
     let lambda = HANN_GAMMA * (stft.window().len() as f64).powi(2);
-    let max = magnitude.iter().cloned().fold(0.0f32, f32::max);
-    let floor = (max as f64 * 1e-5).max(1e-30);
-    let logm: Vec<f64> = magnitude.iter().map(|&m| (m as f64).max(floor).ln()).collect();
-    let at = |t: usize, k: usize| logm[t * bins + k];
-    // Phase advance per frame (time direction) and per bin (frequency).
-    let mut dt = vec![0.0f64; frames * bins];
-    let mut dk = vec![0.0f64; frames * bins];
-    for t in 0..frames {
-        for k in 0..bins {
-            let ds_dk = if k == 0 || k + 1 == bins {
-                0.0
-            } else {
-                (at(t, k + 1) - at(t, k - 1)) / 2.0
-            };
-            let ds_dt = if t == 0 || t + 1 == frames {
-                0.0
-            } else {
-                (at(t + 1, k) - at(t - 1, k)) / 2.0
-            };
-            let w = k as f64 / n;
-            dt[t * bins + k] = h * (n / lambda * ds_dk + std::f64::consts::TAU * w);
-            dk[t * bins + k] = -lambda / (n * h) * ds_dt + std::f64::consts::PI;
-        }
-    }
-    let mut phase = vec![0.0f64; frames * bins];
-    let mut done = vec![false; frames * bins];
-    let tol = (max as f64 * 1e-5) as f32;
-    for (i, m) in magnitude.iter().enumerate() {
-        if *m <= tol {
-            done[i] = true;
-        }
-    }
+    let max = magnitude.iter().cloned().fold(0.0f32, f32::max) as f64;
+    // Coefficients more than 100 dB below the maximum get random phase.
+    let tol = max * 1e-5;
+    let log_floor = tol.max(1e-30).ln();
+    let levels = ((max.max(1e-30).ln() - log_floor) / BUCKET_NEPERS) as usize + 1;
+    let tau = std::f64::consts::TAU;
+
+    // Work on a grid with a one-cell border (marked done) so that
+    // neighbours need no bounds checks: cell (t, k) is (t + 1) * w + k + 1.
+    let w = bins + 2;
+    let cell = |t: usize, k: usize| (t + 1) * w + k + 1;
+    let mut logm = vec![0.0f32; (frames + 2) * w];
+    logm.par_chunks_mut(w)
+        .skip(1)
+        .take(frames)
+        .zip(magnitude.par_chunks(bins))
+        .for_each(|(row, mags)| {
+            for (l, &m) in row[1..=bins].iter_mut().zip(mags) {
+                *l = (m as f64).max(tol).max(1e-30).ln() as f32;
+            }
+        });
+    // Phase advance per frame (time direction) and per bin (frequency),
+    // from centred differences of the log-magnitude (zero at the edges).
+    let mut dt = vec![0.0f32; (frames + 2) * w];
+    let mut dk = vec![0.0f32; (frames + 2) * w];
+    dt.par_chunks_mut(w)
+        .zip(dk.par_chunks_mut(w))
+        .enumerate()
+        .skip(1)
+        .take(frames)
+        .for_each(|(row, (dt_row, dk_row))| {
+            let t = row - 1;
+            for k in 0..bins {
+                let p = row * w + k + 1;
+                let ds_dk = if k == 0 || k + 1 == bins {
+                    0.0
+                } else {
+                    (logm[p + 1] - logm[p - 1]) as f64 / 2.0
+                };
+                let ds_dt = if t == 0 || t + 1 == frames {
+                    0.0
+                } else {
+                    (logm[p + w] - logm[p - w]) as f64 / 2.0
+                };
+                dt_row[k + 1] = (h * (n / lambda * ds_dk + tau * k as f64 / n)) as f32;
+                dk_row[k + 1] = (-lambda / (n * h) * ds_dt + std::f64::consts::PI) as f32;
+            }
+        });
+    let levels_of: Vec<u32> = logm
+        .par_iter()
+        .map(|&l| ((l as f64 - log_floor) / BUCKET_NEPERS).max(0.0) as u32)
+        .collect();
+    let level = |p: usize| levels_of[p] as usize;
+
+    // Frame by frame (the real-time variant of heap integration, Prusa and
+    // Holighaus 2017): the queue holds the previous frame's coefficients and
+    // the current frame's as they are reached, so memory access stays
+    // within two frames.
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    for (i, d) in done.iter().enumerate() {
-        if *d {
-            phase[i] = rng.random_range(0.0..std::f64::consts::TAU);
+    // Phases stay unwrapped in f64: they grow by at most pi * hop per frame.
+    let mut phase = vec![0.0f64; (frames + 2) * w];
+    let mut done = vec![true; (frames + 2) * w];
+    let mut queue = BucketQueue::new(levels);
+    // This frame's coefficients, for fallback seeds, loudest first.
+    let mut seeds = BucketQueue::new(levels);
+    for t in 0..frames {
+        let row = cell(t, 0);
+        for k in 0..bins {
+            let p = row + k;
+            if (magnitude[t * bins + k] as f64) <= tol {
+                phase[p] = rng.random_range(0.0..tau);
+            } else {
+                done[p] = false;
+                seeds.push(level(p), p);
+            }
         }
-    }
-    let mut heap = BinaryHeap::new();
-    let mut order: Vec<usize> = (0..frames * bins).filter(|&i| !done[i]).collect();
-    order.sort_unstable_by(|&a, &b| magnitude[b].total_cmp(&magnitude[a]));
-    let mut next_seed = 0;
-    loop {
-        while next_seed < order.len() && done[order[next_seed]] {
-            next_seed += 1;
-        }
-        if next_seed == order.len() {
-            break;
-        }
-        let start = order[next_seed];
-        done[start] = true;
-        phase[start] = 0.0;
-        heap.push(Entry(magnitude[start], start));
-        while let Some(Entry(_, i)) = heap.pop() {
-            let (t, k) = (i / bins, i % bins);
-            let mut visit = |j: usize, delta: f64| {
-                if !done[j] {
-                    phase[j] = phase[i] + delta;
-                    done[j] = true;
-                    heap.push(Entry(magnitude[j], j));
+        if t > 0 {
+            for k in 0..bins {
+                let p = row - w + k;
+                if (magnitude[(t - 1) * bins + k] as f64) > tol {
+                    queue.push(level(p), p);
                 }
-            };
-            if t + 1 < frames {
-                let j = i + bins;
-                visit(j, (dt[i] + dt[j]) / 2.0);
-            }
-            if t > 0 {
-                let j = i - bins;
-                visit(j, -(dt[i] + dt[j]) / 2.0);
-            }
-            if k + 1 < bins {
-                let j = i + 1;
-                visit(j, (dk[i] + dk[j]) / 2.0);
-            }
-            if k > 0 {
-                let j = i - 1;
-                visit(j, -(dk[i] + dk[j]) / 2.0);
             }
         }
+        loop {
+            while let Some(p) = queue.pop() {
+                if p < row {
+                    // From the previous frame: step forward in time.
+                    let q = p + w;
+                    if !done[q] {
+                        phase[q] = phase[p] + (dt[p] + dt[q]) as f64 / 2.0;
+                        done[q] = true;
+                        queue.push(level(q), q);
+                    }
+                } else {
+                    for (q, delta) in [(p + 1, (dk[p] + dk[p + 1]) / 2.0), (p - 1, -(dk[p] + dk[p - 1]) / 2.0)] {
+                        if !done[q] {
+                            phase[q] = phase[p] + delta as f64;
+                            done[q] = true;
+                            queue.push(level(q), q);
+                        }
+                    }
+                }
+            }
+            // Regions the previous frame did not reach start from their
+            // loudest coefficient with phase 0.
+            let Some(p) = std::iter::from_fn(|| seeds.pop()).find(|&p| !done[p]) else {
+                break;
+            };
+            phase[p] = 0.0;
+            done[p] = true;
+            queue.push(level(p), p);
+        }
     }
-    for (a, p) in angles.data.iter_mut().zip(&phase) {
-        *a = Complex32::from_polar(1.0, *p as f32);
-    }
+    angles
+        .data
+        .par_chunks_mut(bins)
+        .zip(phase.par_chunks(w).skip(1))
+        .for_each(|(out, ph)| {
+            for (a, p) in out.iter_mut().zip(&ph[1..=bins]) {
+                let (sin, cos) = p.sin_cos();
+                *a = Complex32::new(cos as f32, sin as f32);
+            }
+        });
 }
 
 #[cfg(test)]
