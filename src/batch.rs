@@ -34,14 +34,26 @@ pub struct ImageSummary {
 
 /// Converts an audio file to a spectrogram PNG with `params` (resampling and
 /// mixing channels as needed).
-pub fn audio_file_to_image(input: &Path, output: &Path, params: &SpectrogramParams) -> Result<ImageSummary> {
+pub fn audio_file_to_image(
+    input: &Path,
+    output: &Path,
+    params: &SpectrogramParams,
+) -> Result<ImageSummary> {
     let converter = SpectrogramConverter::new(params.clone())?;
     audio_file_to_image_with(&converter, input, output)
 }
 
-fn audio_file_to_image_with(converter: &SpectrogramConverter, input: &Path, output: &Path) -> Result<ImageSummary> {
+fn audio_file_to_image_with(
+    converter: &SpectrogramConverter,
+    input: &Path,
+    output: &Path,
+) -> Result<ImageSummary> {
     let params = converter.params();
-    let layout = if params.stereo { ChannelLayout::Stereo } else { ChannelLayout::Mono };
+    let layout = if params.stereo {
+        ChannelLayout::Stereo
+    } else {
+        ChannelLayout::Mono
+    };
     let audio = read_audio_as(input, params.sample_rate_hz, layout)?;
     let (image, max_value) = converter.image_from_audio(&audio)?;
     write_png(output, &image, params, max_value)?;
@@ -218,7 +230,11 @@ pub enum ClipPlacement {
 
 /// Cuts clips of `duration_ms` from `audio`. A source shorter than one clip
 /// gives a single zero-padded clip starting at 0.
-pub fn sample_clips(audio: &Audio, duration_ms: u64, placement: ClipPlacement) -> Result<Vec<Clip>> {
+pub fn sample_clips(
+    audio: &Audio,
+    duration_ms: u64,
+    placement: ClipPlacement,
+) -> Result<Vec<Clip>> {
     if duration_ms == 0 {
         return Err(Error::param("duration_ms", "clip duration is 0 ms"));
     }
@@ -230,7 +246,9 @@ pub fn sample_clips(audio: &Audio, duration_ms: u64, placement: ClipPlacement) -
     let starts: Vec<u64> = match placement {
         ClipPlacement::Random { count, seed } => {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            (0..count).map(|_| rng.random_range(0..=last_start_ms)).collect()
+            (0..count)
+                .map(|_| rng.random_range(0..=last_start_ms))
+                .collect()
         }
         ClipPlacement::Sequential { hop_ms } => {
             if hop_ms == 0 {
@@ -269,7 +287,10 @@ pub fn sample_clips_to_folder(
         .iter()
         .enumerate()
         .map(|(i, clip)| {
-            let name = format!("clip_{i}_start_{}_ms_duration_{duration_ms}_ms.wav", clip.start_ms);
+            let name = format!(
+                "clip_{i}_start_{}_ms_duration_{duration_ms}_ms.wav",
+                clip.start_ms
+            );
             let path = out_dir.join(name);
             write_wav(&path, &clip.audio, format)?;
             Ok(path)
@@ -287,7 +308,12 @@ mod tests {
 
     #[test]
     fn sequential_clips_cover_the_audio() {
-        let clips = sample_clips(&audio(12000), 5120, ClipPlacement::Sequential { hop_ms: 2560 }).unwrap();
+        let clips = sample_clips(
+            &audio(12000),
+            5120,
+            ClipPlacement::Sequential { hop_ms: 2560 },
+        )
+        .unwrap();
         let starts: Vec<u64> = clips.iter().map(|c| c.start_ms).collect();
         assert_eq!(starts, vec![0, 2560, 5120]);
         assert!(clips.iter().all(|c| c.audio.len_samples() == 5120 * 8));
@@ -295,7 +321,12 @@ mod tests {
 
     #[test]
     fn short_audio_gives_one_padded_clip() {
-        let clips = sample_clips(&audio(1000), 5120, ClipPlacement::Random { count: 2, seed: 1 }).unwrap();
+        let clips = sample_clips(
+            &audio(1000),
+            5120,
+            ClipPlacement::Random { count: 2, seed: 1 },
+        )
+        .unwrap();
         assert_eq!(clips.len(), 2);
         assert_eq!(clips[0].start_ms, 0);
         assert_eq!(clips[0].audio.channels[0][8000 * 5], 0.0);
@@ -303,8 +334,18 @@ mod tests {
 
     #[test]
     fn random_clips_are_seeded() {
-        let a = sample_clips(&audio(20000), 5120, ClipPlacement::Random { count: 3, seed: 4 }).unwrap();
-        let b = sample_clips(&audio(20000), 5120, ClipPlacement::Random { count: 3, seed: 4 }).unwrap();
+        let a = sample_clips(
+            &audio(20000),
+            5120,
+            ClipPlacement::Random { count: 3, seed: 4 },
+        )
+        .unwrap();
+        let b = sample_clips(
+            &audio(20000),
+            5120,
+            ClipPlacement::Random { count: 3, seed: 4 },
+        )
+        .unwrap();
         assert_eq!(
             a.iter().map(|c| c.start_ms).collect::<Vec<_>>(),
             b.iter().map(|c| c.start_ms).collect::<Vec<_>>()

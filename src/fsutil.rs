@@ -9,11 +9,15 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 
 /// Writes a file atomically: `write` fills a buffered temporary file next to
-/// `path`, which is then renamed to `path`. On error the temporary is removed.
+/// `path`, which is then renamed to `path`. Missing parent folders are
+/// created. On error the temporary is removed.
 pub fn write_atomic(
     path: &Path,
     write: impl FnOnce(&mut BufWriter<File>) -> Result<()>,
 ) -> Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
     let tmp = temp_path(path);
     let result = (|| {
         let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;

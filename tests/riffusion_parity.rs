@@ -19,7 +19,9 @@ use ragafusion::NoProgress;
 const CLIPS: [&str; 5] = ["vignesh", "carnatic", "mridangam", "violin-B3", "flute-A4"];
 
 fn data(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(rel)
 }
 
 fn converter() -> SpectrogramConverter {
@@ -30,10 +32,19 @@ fn converter() -> SpectrogramConverter {
 fn png_matches_riffusion_within_one_grey_level() {
     let conv = converter();
     for name in CLIPS {
-        let audio = read_audio_as(&data(&format!("clips/{name}_5120ms.wav")), 44100, ChannelLayout::Mono).unwrap();
+        let audio = read_audio_as(
+            &data(&format!("clips/{name}_5120ms.wav")),
+            44100,
+            ChannelLayout::Mono,
+        )
+        .unwrap();
         let (ours, max) = conv.image_from_audio(&audio).unwrap();
         let theirs = read_png(&data(&format!("riffusion/{name}_5120ms.png"))).unwrap();
-        assert_eq!((ours.width, ours.height), (theirs.image.width, theirs.image.height), "{name}");
+        assert_eq!(
+            (ours.width, ours.height),
+            (theirs.image.width, theirs.image.height),
+            "{name}"
+        );
         assert_eq!((ours.width, ours.height), (513, 512));
         let close = ours
             .rgb
@@ -42,12 +53,19 @@ fn png_matches_riffusion_within_one_grey_level() {
             .filter(|(a, b)| (**a as i16 - **b as i16).abs() <= 1)
             .count();
         let frac = close as f64 / ours.rgb.len() as f64;
-        assert!(frac >= 0.995, "{name}: only {:.4}% of pixels within +-1", frac * 100.0);
+        assert!(
+            frac >= 0.995,
+            "{name}: only {:.4}% of pixels within +-1",
+            frac * 100.0
+        );
         // We read riffusion's EXIF: default parameters and its max value.
         assert!(theirs.has_exif, "{name}");
         assert_eq!(theirs.params, SpectrogramParams::default());
         let theirs_max = theirs.max_value.unwrap();
-        assert!(((theirs_max - max) / max).abs() < 1e-4, "{name}: max {theirs_max} vs {max}");
+        assert!(
+            ((theirs_max - max) / max).abs() < 1e-4,
+            "{name}: max {theirs_max} vs {max}"
+        );
     }
 }
 
@@ -71,10 +89,18 @@ fn riffusion_read_our_exif() {
         assert_eq!(p["min_frequency"], d.min_hz);
         assert_eq!(p["max_frequency"], d.max_hz);
         assert_eq!(p["power_for_image"], d.power_for_image);
-        let audio = read_audio_as(&data(&format!("clips/{name}_5120ms.wav")), 44100, ChannelLayout::Mono).unwrap();
+        let audio = read_audio_as(
+            &data(&format!("clips/{name}_5120ms.wav")),
+            44100,
+            ChannelLayout::Mono,
+        )
+        .unwrap();
         let (_, max) = conv.image_from_audio(&audio).unwrap();
         let read_max = r["max_value"].as_f64().unwrap() as f32;
-        assert!(((read_max - max) / max).abs() < 1e-6, "{name}: {read_max} vs {max}");
+        assert!(
+            ((read_max - max) / max).abs() < 1e-6,
+            "{name}: {read_max} vs {max}"
+        );
     }
 }
 
@@ -91,20 +117,37 @@ fn round_trip_no_worse_than_riffusion_and_high_quality_better() {
     for name in CLIPS {
         let clip = read_audio(&data(&format!("clips/{name}_5120ms.wav"))).unwrap();
         let original = conv.mel_from_audio(&clip).unwrap();
-        let theirs = read_audio(&data(&format!("riffusion/{name}_5120ms_reconstructed.flac"))).unwrap();
+        let theirs = read_audio(&data(&format!(
+            "riffusion/{name}_5120ms_reconstructed.flac"
+        )))
+        .unwrap();
         let image = read_png(&data(&format!("riffusion/{name}_5120ms.png"))).unwrap();
         let fast = conv
-            .audio_from_image(&image, &InversionOptions::for_quality(Quality::Fast, &params, 0), &NoProgress)
+            .audio_from_image(
+                &image,
+                &InversionOptions::for_quality(Quality::Fast, &params, 0),
+                &NoProgress,
+            )
             .unwrap();
         let high = conv
-            .audio_from_image(&image, &InversionOptions::for_quality(Quality::High, &params, 0), &NoProgress)
+            .audio_from_image(
+                &image,
+                &InversionOptions::for_quality(Quality::High, &params, 0),
+                &NoProgress,
+            )
             .unwrap();
         let sc_theirs = mel_sc(&conv, &original.channels[0], &theirs);
         let sc_fast = mel_sc(&conv, &original.channels[0], &fast);
         let sc_high = mel_sc(&conv, &original.channels[0], &high);
         eprintln!("{name}: riffusion {sc_theirs:.4}, fast {sc_fast:.4}, high {sc_high:.4}");
-        assert!(sc_fast <= sc_theirs, "{name}: fast {sc_fast} worse than riffusion {sc_theirs}");
-        assert!(sc_high < sc_fast, "{name}: high {sc_high} not better than fast {sc_fast}");
+        assert!(
+            sc_fast <= sc_theirs,
+            "{name}: fast {sc_fast} worse than riffusion {sc_theirs}"
+        );
+        assert!(
+            sc_high < sc_fast,
+            "{name}: high {sc_high} not better than fast {sc_fast}"
+        );
         // The image itself bounds what any inversion can reach.
         let (img, _) = image_from_mel(&original, params.power_for_image);
         assert_eq!(img.width, fast.len_samples() / params.hop_length() + 1);

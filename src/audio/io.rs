@@ -86,19 +86,22 @@ fn decode_wav(bytes: &[u8]) -> std::result::Result<Planar, WavError> {
     }
     let declared = reader.len() as usize;
     let mut interleaved: Vec<f32> = Vec::with_capacity(declared);
-    let mut push = |r: std::result::Result<f32, hound::Error>| -> std::result::Result<(), WavError> {
-        match r {
-            Ok(v) => {
-                interleaved.push(v);
-                Ok(())
+    let mut push =
+        |r: std::result::Result<f32, hound::Error>| -> std::result::Result<(), WavError> {
+            match r {
+                Ok(v) => {
+                    interleaved.push(v);
+                    Ok(())
+                }
+                Err(hound::Error::IoError(_)) | Err(hound::Error::FormatError(_)) => {
+                    Err(WavError::Data {
+                        read: interleaved.len(),
+                        declared,
+                    })
+                }
+                Err(e) => Err(WavError::Sample(e)),
             }
-            Err(hound::Error::IoError(_)) | Err(hound::Error::FormatError(_)) => Err(WavError::Data {
-                read: interleaved.len(),
-                declared,
-            }),
-            Err(e) => Err(WavError::Sample(e)),
-        }
-    };
+        };
     match spec.sample_format {
         hound::SampleFormat::Float => {
             for s in reader.samples::<f32>() {
@@ -133,7 +136,12 @@ fn decode_symphonia(bytes: Vec<u8>, path: &Path) -> Result<Planar> {
     }
     let mss = MediaSourceStream::new(Box::new(Cursor::new(bytes)), Default::default());
     let probed = symphonia::default::get_probe()
-        .format(&hint, mss, &FormatOptions::default(), &MetadataOptions::default())
+        .format(
+            &hint,
+            mss,
+            &FormatOptions::default(),
+            &MetadataOptions::default(),
+        )
         .map_err(|e| decode_err(format!("not a recognised audio format ({e})")))?;
     let mut format = probed.format;
     let track = format

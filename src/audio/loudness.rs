@@ -89,7 +89,9 @@ mod tests {
 
     #[test]
     fn quiet_sine_reaches_the_rms_target() {
-        let mut ch = vec![(0..44100).map(|i| 0.01 * (i as f32 * 0.05).sin()).collect::<Vec<_>>()];
+        let mut ch = vec![(0..44100)
+            .map(|i| 0.01 * (i as f32 * 0.05).sin())
+            .collect::<Vec<_>>()];
         normalize_loudness(&mut ch, Loudness::Riffusion);
         // A sine's crest factor is 3 dB, so -12 dBFS RMS fits under the ceiling.
         assert!((dbfs(rms(&ch)) - TARGET_RMS_DBFS).abs() < 0.01);

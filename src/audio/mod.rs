@@ -96,7 +96,9 @@ impl Audio {
             ChannelLayout::Mono if n == 1 => self.channels,
             ChannelLayout::Mono => vec![mix(&self.channels.iter().collect::<Vec<_>>())],
             ChannelLayout::Stereo if n == 2 => self.channels,
-            ChannelLayout::Stereo if n == 1 => vec![self.channels[0].clone(), self.channels[0].clone()],
+            ChannelLayout::Stereo if n == 1 => {
+                vec![self.channels[0].clone(), self.channels[0].clone()]
+            }
             ChannelLayout::Stereo => {
                 let left: Vec<_> = self.channels.iter().step_by(2).collect();
                 let right: Vec<_> = self.channels.iter().skip(1).step_by(2).collect();

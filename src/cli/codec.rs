@@ -54,7 +54,16 @@ impl ParamArgs {
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = self.$f { p.$f = v; } )* };
         }
-        set!(sample_rate_hz, step_ms, window_ms, padded_ms, num_mel_bins, min_hz, max_hz, power_for_image);
+        set!(
+            sample_rate_hz,
+            step_ms,
+            window_ms,
+            padded_ms,
+            num_mel_bins,
+            min_hz,
+            max_hz,
+            power_for_image
+        );
         p.validate()?;
         Ok(p)
     }
@@ -173,7 +182,8 @@ pub fn audio_to_image(a: AudioToImageArgs) -> anyhow::Result<ExitCode> {
     let params = a.params.params()?;
     if a.input.is_dir() {
         let bar = Bar::new();
-        let report = batch::audio_folder_to_images(&a.input, &a.output, &params, a.overwrite, &bar)?;
+        let report =
+            batch::audio_folder_to_images(&a.input, &a.output, &params, a.overwrite, &bar)?;
         return Ok(report_batch(&report));
     }
     let s = batch::audio_file_to_image(&a.input, &a.output, &params)
@@ -199,7 +209,14 @@ pub fn image_to_audio(a: ImageToAudioArgs) -> anyhow::Result<ExitCode> {
     };
     if a.input.is_dir() {
         let bar = Bar::new();
-        let report = batch::image_folder_to_audio(&a.input, &a.output, &settings, format, a.overwrite, &bar)?;
+        let report = batch::image_folder_to_audio(
+            &a.input,
+            &a.output,
+            &settings,
+            format,
+            a.overwrite,
+            &bar,
+        )?;
         return Ok(report_batch(&report));
     }
     let bar = Bar::new();
@@ -285,6 +302,10 @@ pub fn sample_clips(a: SampleClipsArgs) -> anyhow::Result<ExitCode> {
     for p in &written {
         println!("{}", p.display());
     }
-    eprintln!("wrote {} clips to {}", written.len(), a.output_dir.display());
+    eprintln!(
+        "wrote {} clips to {}",
+        written.len(),
+        a.output_dir.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

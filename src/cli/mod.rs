@@ -30,11 +30,17 @@ enum Command {
     SampleClips(codec::SampleClipsArgs),
 }
 
+/// Default log filter: our messages at `info`; the decoders' own logs are
+/// silenced because their failures reach the user as our errors.
+const DEFAULT_LOG_FILTER: &str = "info,symphonia_core=off,symphonia_bundle_mp3=off,\
+symphonia_bundle_flac=off,symphonia_format_ogg=off,symphonia_format_riff=off,\
+symphonia_codec_vorbis=off,symphonia_codec_pcm=off,symphonia_codec_adpcm=off";
+
 /// Sets up `tracing` output on stderr; `RAGAFUSION_LOG` sets the filter
-/// (default `info`).
+/// (default: `info` for ragafusion, decoders silenced).
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RAGAFUSION_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -4,7 +4,9 @@
 use rayon::prelude::*;
 
 use super::griffin_lim::{griffin_lim, GriffinLimOptions, PhaseInit};
-use super::image::{image_from_mel, mel_from_image, LoadedImage, SpectrogramImage, DEFAULT_MAX_VALUE};
+use super::image::{
+    image_from_mel, mel_from_image, LoadedImage, SpectrogramImage, DEFAULT_MAX_VALUE,
+};
 use super::mel::MelFilterbank;
 use super::stft::Stft;
 use super::{MelSpectrogram, SpectrogramParams};
@@ -228,7 +230,11 @@ impl SpectrogramConverter {
         if mel.num_mels != self.mel.num_mels() {
             return Err(Error::param(
                 "num_mel_bins",
-                format!("spectrogram has {} mel bins, parameters {}", mel.num_mels, self.mel.num_mels()),
+                format!(
+                    "spectrogram has {} mel bins, parameters {}",
+                    mel.num_mels,
+                    self.mel.num_mels()
+                ),
             ));
         }
         let frames = mel.num_frames;
@@ -240,7 +246,10 @@ impl SpectrogramConverter {
         );
         for (c, m) in mel.channels.iter().enumerate() {
             if let Some(i) = m.iter().position(|v| !v.is_finite()) {
-                return Err(Error::param("mel", format!("channel {c} value {i} is {}", m[i])));
+                return Err(Error::param(
+                    "mel",
+                    format!("channel {c} value {i} is {}", m[i]),
+                ));
             }
             let linear = self.linear_from_mel(m, frames, opts.mel_inverse);
             let mut gl = opts.griffin_lim;
@@ -343,7 +352,12 @@ mod tests {
         let conv = SpectrogramConverter::new(SpectrogramParams::default()).unwrap();
         assert!(conv.mel_from_audio(&tone_audio(0.1, 22050)).is_err());
         let a = tone_audio(0.1, 44100);
-        let st = Audio::new(vec![a.channels[0].clone(), a.channels[0].clone()], 44100, "t").unwrap();
+        let st = Audio::new(
+            vec![a.channels[0].clone(), a.channels[0].clone()],
+            44100,
+            "t",
+        )
+        .unwrap();
         assert!(conv.mel_from_audio(&st).is_err());
     }
 }

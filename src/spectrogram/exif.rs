@@ -141,15 +141,27 @@ pub fn decode(bytes: &[u8], context: &str) -> Result<BTreeMap<u16, ExifValue>> {
     };
     let u16_at = |o: usize| -> Option<u16> {
         let s: [u8; 2] = b.get(o..o + 2)?.try_into().ok()?;
-        Some(if le { u16::from_le_bytes(s) } else { u16::from_be_bytes(s) })
+        Some(if le {
+            u16::from_le_bytes(s)
+        } else {
+            u16::from_be_bytes(s)
+        })
     };
     let u32_at = |o: usize| -> Option<u32> {
         let s: [u8; 4] = b.get(o..o + 4)?.try_into().ok()?;
-        Some(if le { u32::from_le_bytes(s) } else { u32::from_be_bytes(s) })
+        Some(if le {
+            u32::from_le_bytes(s)
+        } else {
+            u32::from_be_bytes(s)
+        })
     };
     let u64_at = |o: usize| -> Option<u64> {
         let s: [u8; 8] = b.get(o..o + 8)?.try_into().ok()?;
-        Some(if le { u64::from_le_bytes(s) } else { u64::from_be_bytes(s) })
+        Some(if le {
+            u64::from_le_bytes(s)
+        } else {
+            u64::from_be_bytes(s)
+        })
     };
     let ifd = u32_at(4).ok_or_else(|| bad("truncated header"))? as usize;
     let count = u16_at(ifd).ok_or_else(|| bad("IFD offset points past the end"))? as usize;

@@ -73,7 +73,10 @@ pub fn griffin_lim(
         ));
     }
     if !(0.0..1.0).contains(&opts.momentum) {
-        return Err(Error::param("momentum", format!("{} is outside [0, 1)", opts.momentum)));
+        return Err(Error::param(
+            "momentum",
+            format!("{} is outside [0, 1)", opts.momentum),
+        ));
     }
     let mut angles = Spectrum::zeros(frames, bins);
     match opts.init {
@@ -276,7 +279,10 @@ fn pghi(stft: &Stft, magnitude: &[f32], angles: &mut Spectrum, seed: u64) {
                         queue.push(level(q), q);
                     }
                 } else {
-                    for (q, delta) in [(p + 1, (dk[p] + dk[p + 1]) / 2.0), (p - 1, -(dk[p] + dk[p - 1]) / 2.0)] {
+                    for (q, delta) in [
+                        (p + 1, (dk[p] + dk[p + 1]) / 2.0),
+                        (p - 1, -(dk[p] + dk[p - 1]) / 2.0),
+                    ] {
                         if !done[q] {
                             phase[q] = phase[p] + delta as f64;
                             done[q] = true;
@@ -373,7 +379,14 @@ mod tests {
     #[test]
     fn wrong_shape_is_an_error() {
         let stft = Stft::new(256, 64, 256).unwrap();
-        let r = griffin_lim(&stft, &[1.0; 10], 3, 129, &GriffinLimOptions::default(), &NoProgress);
+        let r = griffin_lim(
+            &stft,
+            &[1.0; 10],
+            3,
+            129,
+            &GriffinLimOptions::default(),
+            &NoProgress,
+        );
         assert!(r.is_err());
     }
 }

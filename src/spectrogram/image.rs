@@ -75,12 +75,24 @@ pub fn image_from_mel(mel: &MelSpectrogram, power: f64) -> (SpectrogramImage, f3
             }
         }
     }
-    (SpectrogramImage { width: w, height: h, rgb }, max_value)
+    (
+        SpectrogramImage {
+            width: w,
+            height: h,
+            rgb,
+        },
+        max_value,
+    )
 }
 
 /// Maps pixels back to mel amplitudes (R for mono, G and B for stereo),
 /// scaled so that a black pixel is `max_value`.
-pub fn mel_from_image(image: &SpectrogramImage, power: f64, stereo: bool, max_value: f32) -> MelSpectrogram {
+pub fn mel_from_image(
+    image: &SpectrogramImage,
+    power: f64,
+    stereo: bool,
+    max_value: f32,
+) -> MelSpectrogram {
     let (w, h) = (image.width, image.height);
     let inv_power = (1.0 / power) as f32;
     let lut: Vec<f32> = (0..256)
@@ -119,7 +131,10 @@ pub fn exif_for(params: &SpectrogramParams, max_value: f32) -> BTreeMap<u16, Exi
         (tags::NUM_FREQUENCIES, i(params.num_mel_bins)),
         (tags::MIN_FREQUENCY, i(params.min_hz)),
         (tags::MAX_FREQUENCY, i(params.max_hz)),
-        (tags::POWER_FOR_IMAGE, ExifValue::Float(params.power_for_image)),
+        (
+            tags::POWER_FOR_IMAGE,
+            ExifValue::Float(params.power_for_image),
+        ),
         (tags::MAX_VALUE, ExifValue::Float(max_value as f64)),
     ])
 }
@@ -150,7 +165,12 @@ fn write_png_to(
 }
 
 /// Writes a spectrogram PNG with its parameters in EXIF, atomically.
-pub fn write_png(path: &Path, image: &SpectrogramImage, params: &SpectrogramParams, max_value: f32) -> Result<()> {
+pub fn write_png(
+    path: &Path,
+    image: &SpectrogramImage,
+    params: &SpectrogramParams,
+    max_value: f32,
+) -> Result<()> {
     let exif = exif_for(params, max_value);
     fsutil::write_atomic(path, |w| {
         write_png_to(w, image, &exif).map_err(|e| Error::InvalidImage {
@@ -189,7 +209,12 @@ pub fn decode_png(bytes: &[u8], path: &Path) -> Result<LoadedImage> {
         ));
     }
     let exif_bytes = info.exif_metadata.as_ref().map(|c| c.to_vec());
-    let mut buf = vec![0u8; reader.output_buffer_size().ok_or_else(|| bad("image too large".into()))?];
+    let mut buf = vec![
+        0u8;
+        reader
+            .output_buffer_size()
+            .ok_or_else(|| bad("image too large".into()))?
+    ];
     let frame = reader
         .next_frame(&mut buf)
         .map_err(|e| bad(format!("corrupt PNG data ({e})")))?;
@@ -218,7 +243,9 @@ pub fn decode_png(bytes: &[u8], path: &Path) -> Result<LoadedImage> {
         )));
     }
     if width < 2 {
-        return Err(bad(format!("image is {width} px wide; at least 2 columns are needed")));
+        return Err(bad(format!(
+            "image is {width} px wide; at least 2 columns are needed"
+        )));
     }
     let max_value = exif
         .get(&tags::MAX_VALUE)
@@ -236,14 +263,22 @@ pub fn decode_png(bytes: &[u8], path: &Path) -> Result<LoadedImage> {
 /// Builds parameters from riffusion's EXIF tags. With none of the tags
 /// present, returns the defaults and `false`; with some present, missing
 /// ones take default values. Out-of-range values are an error naming the tag.
-pub fn params_from_exif(exif: &BTreeMap<u16, ExifValue>, context: &str) -> Result<(SpectrogramParams, bool)> {
+pub fn params_from_exif(
+    exif: &BTreeMap<u16, ExifValue>,
+    context: &str,
+) -> Result<(SpectrogramParams, bool)> {
     let d = SpectrogramParams::default();
-    let known = tags::NAMES.iter().any(|(t, _)| *t != tags::MAX_VALUE && exif.contains_key(t));
+    let known = tags::NAMES
+        .iter()
+        .any(|(t, _)| *t != tags::MAX_VALUE && exif.contains_key(t));
     if !known {
         return Ok((d, false));
     }
     let bad = |tag: u16, reason: String| {
-        let name = tags::NAMES.iter().find(|(t, _)| *t == tag).map_or("?", |(_, n)| n);
+        let name = tags::NAMES
+            .iter()
+            .find(|(t, _)| *t == tag)
+            .map_or("?", |(_, n)| n);
         Error::InvalidExif {
             context: context.to_string(),
             reason: format!("tag {tag} ({name}): {reason}"),
@@ -253,7 +288,9 @@ pub fn params_from_exif(exif: &BTreeMap<u16, ExifValue>, context: &str) -> Resul
         match exif.get(&tag) {
             None => Ok(default),
             Some(ExifValue::Int(v)) if (0..=u32::MAX as i64).contains(v) => Ok(*v as u32),
-            Some(ExifValue::Float(v)) if v.fract() == 0.0 && *v >= 0.0 && *v <= u32::MAX as f64 => Ok(*v as u32),
+            Some(ExifValue::Float(v)) if v.fract() == 0.0 && *v >= 0.0 && *v <= u32::MAX as f64 => {
+                Ok(*v as u32)
+            }
             Some(v) => Err(bad(tag, format!("{v} is not a non-negative integer"))),
         }
     };
@@ -345,7 +382,12 @@ mod tests {
     fn wrong_height_names_file_and_field() {
         let (img, max) = image_from_mel(&mel(1), 0.25);
         let bytes = encode_png(&img, &exif_for(&SpectrogramParams::default(), max)).unwrap();
-        let e = decode_png(&bytes, Path::new("short.png")).unwrap_err().to_string();
-        assert!(e.contains("short.png") && e.contains("NUM_FREQUENCIES"), "{e}");
+        let e = decode_png(&bytes, Path::new("short.png"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("short.png") && e.contains("NUM_FREQUENCIES"),
+            "{e}"
+        );
     }
 }

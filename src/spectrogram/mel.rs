@@ -47,7 +47,7 @@ impl MelFilterbank {
         min_hz: f64,
         max_hz: f64,
     ) -> Result<Self> {
-        if num_bins < 2 || num_mels == 0 || !(min_hz < max_hz) {
+        if num_bins < 2 || num_mels == 0 || min_hz.partial_cmp(&max_hz) != Some(std::cmp::Ordering::Less) {
             return Err(Error::param(
                 "num_mel_bins",
                 format!("cannot build {num_mels} mel filters over {num_bins} bins from {min_hz} to {max_hz} Hz"),
@@ -283,7 +283,13 @@ mod tests {
     fn inverses_reproduce_mel_of_smooth_spectrum() {
         let fb = riffusion_fb();
         let linear: Vec<f32> = (0..8821)
-            .map(|k| if k < 4000 { 1.0 + (k as f32 / 300.0).sin().abs() } else { 0.0 })
+            .map(|k| {
+                if k < 4000 {
+                    1.0 + (k as f32 / 300.0).sin().abs()
+                } else {
+                    0.0
+                }
+            })
             .collect();
         let mut mel = vec![0.0; 512];
         fb.apply(&linear, &mut mel);
@@ -298,8 +304,17 @@ mod tests {
             assert!(est.iter().all(|v| *v >= 0.0));
             let mut back = vec![0.0; 512];
             fb.apply(&est, &mut back);
-            let err = back.iter().zip(&mel).map(|(a, b)| (a - b).powi(2)).sum::<f32>().sqrt();
-            assert!(err / mel_norm < 1e-3, "nnls={nnls}: relative residual {}", err / mel_norm);
+            let err = back
+                .iter()
+                .zip(&mel)
+                .map(|(a, b)| (a - b).powi(2))
+                .sum::<f32>()
+                .sqrt();
+            assert!(
+                err / mel_norm < 1e-3,
+                "nnls={nnls}: relative residual {}",
+                err / mel_norm
+            );
         }
     }
 
@@ -316,12 +331,20 @@ mod tests {
         let residual = |est: &[f32]| {
             let mut back = vec![0.0; 512];
             fb.apply(est, &mut back);
-            back.iter().zip(&mel).map(|(a, b)| (a - b).powi(2)).sum::<f32>()
+            back.iter()
+                .zip(&mel)
+                .map(|(a, b)| (a - b).powi(2))
+                .sum::<f32>()
         };
         let mut ls = vec![0.0; 8821];
         fb.inverse_least_squares(&mel, &mut ls);
         let mut nn = vec![0.0; 8821];
         fb.inverse_nnls(&mel, &mut nn, 100);
-        assert!(residual(&nn) < residual(&ls), "{} vs {}", residual(&nn), residual(&ls));
+        assert!(
+            residual(&nn) < residual(&ls),
+            "{} vs {}",
+            residual(&nn),
+            residual(&ls)
+        );
     }
 }

@@ -14,7 +14,9 @@ pub mod metrics;
 pub mod params;
 pub mod stft;
 
-pub use converter::{InversionOptions, InversionSettings, MelInverse, Quality, SpectrogramConverter};
+pub use converter::{
+    InversionOptions, InversionSettings, MelInverse, Quality, SpectrogramConverter,
+};
 pub use griffin_lim::{GriffinLimOptions, PhaseInit};
 pub use image::{read_png, write_png, LoadedImage, SpectrogramImage};
 pub use params::{Preset, SpectrogramParams};

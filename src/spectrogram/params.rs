@@ -135,12 +135,18 @@ impl SpectrogramParams {
             return Err(Error::param("step_ms", "hop must be at least one sample"));
         }
         if self.window_ms == 0 || self.win_length() < 2 {
-            return Err(Error::param("window_ms", "window must be at least two samples"));
+            return Err(Error::param(
+                "window_ms",
+                "window must be at least two samples",
+            ));
         }
         if self.padded_ms < self.window_ms {
             return Err(Error::param(
                 "padded_ms",
-                format!("{} ms is shorter than the {} ms window", self.padded_ms, self.window_ms),
+                format!(
+                    "{} ms is shorter than the {} ms window",
+                    self.padded_ms, self.window_ms
+                ),
             ));
         }
         if self.padded_ms > 10_000 {
@@ -153,7 +159,10 @@ impl SpectrogramParams {
         if self.max_hz > nyquist {
             return Err(Error::param(
                 "max_hz",
-                format!("{} Hz is above the Nyquist frequency {nyquist} Hz", self.max_hz),
+                format!(
+                    "{} Hz is above the Nyquist frequency {nyquist} Hz",
+                    self.max_hz
+                ),
             ));
         }
         if self.min_hz >= self.max_hz {
@@ -169,7 +178,10 @@ impl SpectrogramParams {
             ));
         }
         if self.griffin_lim_iters > 10_000 {
-            return Err(Error::param("griffin_lim_iters", "more than 10000 iterations"));
+            return Err(Error::param(
+                "griffin_lim_iters",
+                "more than 10000 iterations",
+            ));
         }
         Ok(())
     }
@@ -200,13 +212,46 @@ mod tests {
     #[test]
     fn validation_names_the_field() {
         let cases: Vec<(SpectrogramParams, &str)> = vec![
-            (SpectrogramParams { max_hz: 30000, ..Default::default() }, "max_hz"),
-            (SpectrogramParams { min_hz: 10000, ..Default::default() }, "min_hz"),
-            (SpectrogramParams { step_ms: 0, ..Default::default() }, "step_ms"),
-            (SpectrogramParams { padded_ms: 50, ..Default::default() }, "padded_ms"),
-            (SpectrogramParams { num_mel_bins: 0, ..Default::default() }, "num_mel_bins"),
             (
-                SpectrogramParams { power_for_image: f64::NAN, ..Default::default() },
+                SpectrogramParams {
+                    max_hz: 30000,
+                    ..Default::default()
+                },
+                "max_hz",
+            ),
+            (
+                SpectrogramParams {
+                    min_hz: 10000,
+                    ..Default::default()
+                },
+                "min_hz",
+            ),
+            (
+                SpectrogramParams {
+                    step_ms: 0,
+                    ..Default::default()
+                },
+                "step_ms",
+            ),
+            (
+                SpectrogramParams {
+                    padded_ms: 50,
+                    ..Default::default()
+                },
+                "padded_ms",
+            ),
+            (
+                SpectrogramParams {
+                    num_mel_bins: 0,
+                    ..Default::default()
+                },
+                "num_mel_bins",
+            ),
+            (
+                SpectrogramParams {
+                    power_for_image: f64::NAN,
+                    ..Default::default()
+                },
                 "power_for_image",
             ),
         ];

@@ -181,7 +181,8 @@ impl Stft {
             for (i, &v) in frame.iter().enumerate() {
                 buf.packed[self.win_offset + i].re = v;
             }
-            self.fft.process_with_scratch(&mut buf.packed, &mut buf.scratch);
+            self.fft
+                .process_with_scratch(&mut buf.packed, &mut buf.scratch);
             out.copy_from_slice(&buf.packed[..out.len()]);
             return;
         }
@@ -189,7 +190,8 @@ impl Stft {
         // the real frame itself.
         let floats: &mut [f32] = bytemuck::cast_slice_mut(&mut buf.packed);
         floats[self.win_offset..self.win_offset + frame.len()].copy_from_slice(frame);
-        self.fft.process_with_scratch(&mut buf.packed, &mut buf.scratch);
+        self.fft
+            .process_with_scratch(&mut buf.packed, &mut buf.scratch);
         let m = buf.packed.len();
         let z = &buf.packed;
         let below = out.len().min(m);
@@ -241,7 +243,8 @@ impl Stft {
                     zero
                 };
             }
-            self.ifft.process_with_scratch(&mut buf.packed, &mut buf.scratch);
+            self.ifft
+                .process_with_scratch(&mut buf.packed, &mut buf.scratch);
             for (i, o) in out.iter_mut().enumerate() {
                 *o = buf.packed[self.win_offset + i].re * scale * self.window[i];
             }
@@ -251,20 +254,30 @@ impl Stft {
         // Z[k] = X[k] A[k] + conj(X[m - k]) B[k]; X is zero from `bins` up.
         buf.packed.fill(zero);
         let direct = bins.min(m);
-        for ((z, x), a) in buf.packed[..direct].iter_mut().zip(&spec[..direct]).zip(&self.inv_a) {
+        for ((z, x), a) in buf.packed[..direct]
+            .iter_mut()
+            .zip(&spec[..direct])
+            .zip(&self.inv_a)
+        {
             *z = x * a;
         }
         buf.packed[0] = get(0) * self.inv_a[0];
         // k = m - j for j in 1..bins (j <= m - 1): conj(X[j]) B[m - j].
         let mirrored = bins.min(m).saturating_sub(1);
         let tail = &mut buf.packed[m - mirrored..];
-        for ((z, x), b) in tail.iter_mut().rev().zip(&spec[1..=mirrored]).zip(self.inv_b[m - mirrored..].iter().rev()) {
+        for ((z, x), b) in tail
+            .iter_mut()
+            .rev()
+            .zip(&spec[1..=mirrored])
+            .zip(self.inv_b[m - mirrored..].iter().rev())
+        {
             *z += x.conj() * b;
         }
         if bins > m {
             buf.packed[0] += get(m).conj() * self.inv_b[0];
         }
-        self.ifft.process_with_scratch(&mut buf.packed, &mut buf.scratch);
+        self.ifft
+            .process_with_scratch(&mut buf.packed, &mut buf.scratch);
         // Scale by 2 / n_fft = 1 / m: the packed IFFT returns m * z. Viewed
         // as floats, z is the real frame.
         let scale = 2.0 * scale;
@@ -298,7 +311,11 @@ impl Stft {
                 || (self.buffers(), vec![0.0f32; win_len]),
                 |(buf, frame), (t, frame_out)| {
                     let start = t * self.hop + self.win_offset;
-                    for ((d, s), w) in frame.iter_mut().zip(&padded[start..start + win_len]).zip(&self.window) {
+                    for ((d, s), w) in frame
+                        .iter_mut()
+                        .zip(&padded[start..start + win_len])
+                        .zip(&self.window)
+                    {
                         *d = s * w;
                     }
                     self.frame_dft(frame, buf, frame_out);
@@ -324,8 +341,19 @@ impl Stft {
             .par_chunks_mut(win_len)
             .zip(spec.data.par_chunks(spec.bins))
             .with_min_len(8)
-            .for_each_init(|| self.buffers(), |buf, (frame_out, frame_in)| self.frame_idft(frame_in, buf, frame_out));
-        overlap_add(frames_buf, frames, self.hop, self.win_offset, self.n_fft / 2, &self.window, out);
+            .for_each_init(
+                || self.buffers(),
+                |buf, (frame_out, frame_in)| self.frame_idft(frame_in, buf, frame_out),
+            );
+        overlap_add(
+            frames_buf,
+            frames,
+            self.hop,
+            self.win_offset,
+            self.n_fft / 2,
+            &self.window,
+            out,
+        );
     }
 }
 
@@ -423,8 +451,14 @@ mod tests {
     #[test]
     fn reflect_pad_matches_numpy() {
         let x = [1.0, 2.0, 3.0, 4.0];
-        assert_eq!(reflect_pad(&x, 2), vec![3.0, 2.0, 1.0, 2.0, 3.0, 4.0, 3.0, 2.0]);
-        assert_eq!(reflect_pad(&x, 5), vec![2.0, 3.0, 4.0, 3.0, 2.0, 1.0, 2.0, 3.0, 4.0, 3.0, 2.0, 1.0, 2.0, 3.0]);
+        assert_eq!(
+            reflect_pad(&x, 2),
+            vec![3.0, 2.0, 1.0, 2.0, 3.0, 4.0, 3.0, 2.0]
+        );
+        assert_eq!(
+            reflect_pad(&x, 5),
+            vec![2.0, 3.0, 4.0, 3.0, 2.0, 1.0, 2.0, 3.0, 4.0, 3.0, 2.0, 1.0, 2.0, 3.0]
+        );
         assert_eq!(reflect_pad(&[5.0], 2), vec![5.0; 5]);
     }
 
@@ -447,7 +481,12 @@ mod tests {
                 stft.frame_dft(&frame, &mut buf, &mut got);
                 let tol = 1e-5 * (n_fft as f32).sqrt() * 10.0;
                 for k in 0..bins {
-                    assert!((got[k] - expect[k]).norm() < tol, "n_fft {n_fft} bin {k}: {} vs {}", got[k], expect[k]);
+                    assert!(
+                        (got[k] - expect[k]).norm() < tol,
+                        "n_fft {n_fft} bin {k}: {} vs {}",
+                        got[k],
+                        expect[k]
+                    );
                 }
                 // Inverse of a band-limited spectrum against realfft's c2r.
                 let mut band = expect.clone();
@@ -464,7 +503,11 @@ mod tests {
                 stft.frame_idft(&band[..bins], &mut buf, &mut ours);
                 for i in 0..win {
                     let e = time[stft.win_offset + i] / n_fft as f32 * stft.window[i];
-                    assert!((ours[i] - e).abs() < 1e-4, "n_fft {n_fft} bins {bins} sample {i}: {} vs {e}", ours[i]);
+                    assert!(
+                        (ours[i] - e).abs() < 1e-4,
+                        "n_fft {n_fft} bins {bins} sample {i}: {} vs {e}",
+                        ours[i]
+                    );
                 }
             }
         }
@@ -500,13 +543,22 @@ mod tests {
 
     #[test]
     fn inverse_reconstructs_signal() {
-        for (n_fft, hop, win) in [(64, 16, 64), (400, 25, 100), (17640, 441, 4410), (101, 10, 50)] {
+        for (n_fft, hop, win) in [
+            (64, 16, 64),
+            (400, 25, 100),
+            (17640, 441, 4410),
+            (101, 10, 50),
+        ] {
             let stft = Stft::new(n_fft, hop, win).unwrap();
             let x = noise(hop * 40, 7);
             let spec = stft.forward(&x, stft.num_bins());
             let y = stft.inverse(&spec);
             assert_eq!(y.len(), x.len());
-            let err = x.iter().zip(&y).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            let err = x
+                .iter()
+                .zip(&y)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
             assert!(err < 1e-4, "n_fft {n_fft}: max error {err}");
         }
     }
