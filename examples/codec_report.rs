@@ -14,13 +14,17 @@ use std::time::Instant;
 use ragafusion::audio::{read_audio, Audio, Loudness};
 use ragafusion::spectrogram::image::read_png;
 use ragafusion::spectrogram::metrics::spectral_convergence;
-use ragafusion::spectrogram::{InversionSettings, Quality, SpectrogramConverter, SpectrogramParams};
+use ragafusion::spectrogram::{
+    InversionSettings, Quality, SpectrogramConverter, SpectrogramParams,
+};
 use ragafusion::NoProgress;
 
 const CLIPS: [&str; 5] = ["vignesh", "carnatic", "mridangam", "violin-B3", "flute-A4"];
 
 fn data(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(rel)
 }
 
 fn main() -> ragafusion::Result<()> {
@@ -40,13 +44,22 @@ fn main() -> ragafusion::Result<()> {
         ("fast", Quality::Fast, Loudness::Riffusion),
         ("high", Quality::High, Loudness::Riffusion),
         ("riffusion-quality", Quality::Riffusion, Loudness::Riffusion),
-        ("fast, riffusion-clip", Quality::Fast, Loudness::RiffusionClip),
+        (
+            "fast, riffusion-clip",
+            Quality::Fast,
+            Loudness::RiffusionClip,
+        ),
     ];
-    println!("| clip | riffusion (torchaudio) | {} |", variants.map(|v| v.0).join(" | "));
+    println!(
+        "| clip | riffusion (torchaudio) | {} |",
+        variants.map(|v| v.0).join(" | ")
+    );
     println!("|---|---|{}", "---|".repeat(variants.len()));
     for name in CLIPS {
         let orig = read_audio(&data(&format!("clips/{name}_5120ms.wav")))?;
-        let theirs = read_audio(&data(&format!("riffusion/{name}_5120ms_reconstructed.flac")))?;
+        let theirs = read_audio(&data(&format!(
+            "riffusion/{name}_5120ms_reconstructed.flac"
+        )))?;
         let image = read_png(&data(&format!("riffusion/{name}_5120ms.png")))?;
         let (m, l) = sc(&orig, &theirs);
         let mut row = format!("| {name} | {m:.4} / {l:.3} |");
@@ -57,7 +70,8 @@ fn main() -> ragafusion::Result<()> {
                 ..Default::default()
             };
             let t0 = Instant::now();
-            let ours = conv.audio_from_image(&image, &settings.options(&image.params), &NoProgress)?;
+            let ours =
+                conv.audio_from_image(&image, &settings.options(&image.params), &NoProgress)?;
             let secs = t0.elapsed().as_secs_f64();
             let (m, l) = sc(&orig, &ours);
             row += &format!(" {m:.4} / {l:.3} ({secs:.2} s) |");

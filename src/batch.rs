@@ -137,12 +137,12 @@ pub fn convert_folder(
     progress.start(inputs.len() as u64, "files");
     let report = Mutex::new(BatchReport::default());
     let cancelled = std::sync::atomic::AtomicBool::new(false);
-    inputs.par_iter().for_each(|input| {
+    let outputs = output_names(inputs, out_ext);
+    inputs.par_iter().zip(&outputs).for_each(|(input, name)| {
         if cancelled.load(std::sync::atomic::Ordering::Relaxed) {
             return;
         }
-        let stem = input.file_stem().unwrap_or_default().to_string_lossy();
-        let output = out_dir.join(format!("{stem}.{out_ext}"));
+        let output = out_dir.join(name);
         let outcome = if !overwrite && output.exists() {
             Ok(false)
         } else {
@@ -170,6 +170,34 @@ pub fn convert_folder(
     let mut report = report.into_inner().unwrap_or_else(|p| p.into_inner());
     report.failed.sort();
     Ok(report)
+}
+
+/// Output file names: `STEM.out_ext`, or `NAME.out_ext` (the whole input
+/// name) where two inputs share a stem, so no output overwrites another.
+fn output_names(inputs: &[PathBuf], out_ext: &str) -> Vec<String> {
+    let stem = |p: &PathBuf| {
+        p.file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned()
+    };
+    let mut counts = std::collections::HashMap::new();
+    for p in inputs {
+        *counts.entry(stem(p)).or_insert(0usize) += 1;
+    }
+    inputs
+        .iter()
+        .map(|p| {
+            if counts[&stem(p)] > 1 {
+                format!(
+                    "{}.{out_ext}",
+                    p.file_name().unwrap_or_default().to_string_lossy()
+                )
+            } else {
+                format!("{}.{out_ext}", stem(p))
+            }
+        })
+        .collect()
 }
 
 /// Converts every audio file in `in_dir` to a PNG in `out_dir`.
@@ -304,6 +332,18 @@ mod tests {
 
     fn audio(ms: usize) -> Audio {
         Audio::new(vec![vec![0.1; ms * 8]], 8000, "t").unwrap()
+    }
+
+    #[test]
+    fn shared_stems_keep_their_extension() {
+        let inputs: Vec<PathBuf> = ["a.wav", "a.mp3", "b.flac"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        assert_eq!(
+            output_names(&inputs, "png"),
+            vec!["a.wav.png", "a.mp3.png", "b.png"]
+        );
     }
 
     #[test]

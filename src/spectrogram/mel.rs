@@ -47,7 +47,10 @@ impl MelFilterbank {
         min_hz: f64,
         max_hz: f64,
     ) -> Result<Self> {
-        if num_bins < 2 || num_mels == 0 || min_hz.partial_cmp(&max_hz) != Some(std::cmp::Ordering::Less) {
+        if num_bins < 2
+            || num_mels == 0
+            || min_hz.partial_cmp(&max_hz) != Some(std::cmp::Ordering::Less)
+        {
             return Err(Error::param(
                 "num_mel_bins",
                 format!("cannot build {num_mels} mel filters over {num_bins} bins from {min_hz} to {max_hz} Hz"),
