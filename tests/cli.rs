@@ -244,12 +244,13 @@ fn sixteen_bit_png_is_refused() {
 }
 
 #[test]
-fn grayscale_and_palette_pngs_fall_back_to_mono_with_a_warning() {
+fn images_without_exif_and_grayscale_or_palette_fall_back_with_a_warning() {
     let dir = tempfile::tempdir().unwrap();
     for (name, color) in [
         ("gray.png", png::ColorType::Grayscale),
         ("palette.png", png::ColorType::Indexed),
         ("gray_alpha.png", png::ColorType::GrayscaleAlpha),
+        ("rgb_without_exif.png", png::ColorType::Rgb),
     ] {
         let img = dir.path().join(name);
         write_png(&img, 64, 512, color, png::BitDepth::Eight);

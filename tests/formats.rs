@@ -1,0 +1,71 @@
+//! Decoding every supported container / codec (fixtures from
+//! tools/make_format_fixtures.py: 0.5 s, 48 kHz stereo, 440 Hz left and
+//! 660 Hz right), and conversion to the spectrogram rate and layout.
+
+use std::path::{Path, PathBuf};
+
+use ragafusion::audio::{read_audio, read_audio_as, ChannelLayout};
+use ragafusion::spectrogram::stft::Stft;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/formats")
+        .join(name)
+}
+
+/// Frequency (Hz) of the loudest bin averaged over frames.
+fn dominant_hz(samples: &[f32], rate: u32) -> f64 {
+    let n_fft = rate as usize / 10; // 10 Hz bins
+    let stft = Stft::new(n_fft, n_fft / 4, n_fft).unwrap();
+    let spec = stft.forward(samples, stft.num_bins());
+    let mut sum = vec![0.0f32; spec.bins];
+    for frame in spec.data.chunks(spec.bins) {
+        for (s, c) in sum.iter_mut().zip(frame) {
+            *s += c.norm();
+        }
+    }
+    let k = (0..sum.len())
+        .max_by(|a, b| sum[*a].total_cmp(&sum[*b]))
+        .unwrap();
+    k as f64 * rate as f64 / n_fft as f64
+}
+
+#[test]
+fn every_format_decodes_to_the_same_tones() {
+    for ext in ["wav", "flac", "mp3", "ogg"] {
+        let path = fixture(&format!("tone_48k_stereo.{ext}"));
+        let audio = read_audio(&path).unwrap_or_else(|e| panic!("{ext}: {e}"));
+        assert_eq!(audio.sample_rate_hz, 48000, "{ext}");
+        assert_eq!(audio.num_channels(), 2, "{ext}");
+        // Lossy codecs add encoder delay and padding: allow one frame-ish.
+        let len = audio.len_samples() as i64;
+        assert!((len - 24000).abs() <= 2400, "{ext}: {len} samples");
+        assert!(
+            (dominant_hz(&audio.channels[0], 48000) - 440.0).abs() <= 10.0,
+            "{ext} left"
+        );
+        assert!(
+            (dominant_hz(&audio.channels[1], 48000) - 660.0).abs() <= 10.0,
+            "{ext} right"
+        );
+        let peak = audio.peak();
+        assert!(peak > 0.4 && peak < 0.6, "{ext}: peak {peak}");
+    }
+}
+
+#[test]
+fn converted_to_mono_44k() {
+    let audio =
+        read_audio_as(&fixture("tone_48k_stereo.flac"), 44100, ChannelLayout::Mono).unwrap();
+    assert_eq!(audio.sample_rate_hz, 44100);
+    assert_eq!(audio.num_channels(), 1);
+    assert_eq!(audio.len_samples(), 22050);
+    let stereo = read_audio_as(
+        &fixture("tone_48k_stereo.wav"),
+        22050,
+        ChannelLayout::Stereo,
+    )
+    .unwrap();
+    assert_eq!(stereo.num_channels(), 2);
+    assert!((dominant_hz(&stereo.channels[1], 22050) - 660.0).abs() <= 10.0);
+}
