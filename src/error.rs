@@ -64,6 +64,26 @@ pub enum Error {
         reason: String,
     },
 
+    /// A name (raga, tala, composer, ...) is not in the vocabulary.
+    #[error("unknown {kind} `{name}`{}", suggest(suggestions))]
+    UnknownName {
+        /// What kind of name: "raga", "tala", ...
+        kind: &'static str,
+        /// The name as given.
+        name: String,
+        /// The nearest known names, closest first.
+        suggestions: Vec<String>,
+    },
+
+    /// A data file (captions, metadata, labels) is malformed.
+    #[error("{file}: {reason}")]
+    InvalidData {
+        /// The file (or embedded data set) involved.
+        file: String,
+        /// What is wrong, naming the entry and field.
+        reason: String,
+    },
+
     /// Resampling failed.
     #[error("resampling failed: {0}")]
     Resample(String),
@@ -88,6 +108,14 @@ impl Error {
             field,
             reason: reason.into(),
         }
+    }
+}
+
+fn suggest(names: &[String]) -> String {
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!("; did you mean {}?", names.join(", "))
     }
 }
 

@@ -24,6 +24,7 @@
 
 pub mod audio;
 pub mod batch;
+pub mod captions;
 pub mod error;
 pub mod fsutil;
 pub mod progress;
