@@ -25,6 +25,7 @@
 pub mod audio;
 pub mod batch;
 pub mod captions;
+pub mod corpus;
 pub mod error;
 pub mod fsutil;
 pub mod progress;

@@ -1,6 +1,7 @@
 //! Command-line verbs. Each file holds one group's arguments and `run`.
 
 mod codec;
+mod corpus;
 mod progress_bar;
 
 use std::process::ExitCode;
@@ -28,6 +29,8 @@ enum Command {
     PrintParams(codec::PrintParamsArgs),
     /// Cut clips (5.12 s by default) from a recording.
     SampleClips(codec::SampleClipsArgs),
+    /// Render labelled synthetic Carnatic clips (WAV + JSON label).
+    Synth(corpus::SynthArgs),
 }
 
 /// Default log filter: our messages at `info`; the decoders' own logs are
@@ -57,5 +60,6 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::ImageToAudio(a) => codec::image_to_audio(a),
         Command::PrintParams(a) => codec::print_params(a),
         Command::SampleClips(a) => codec::sample_clips(a),
+        Command::Synth(a) => corpus::synth(a),
     }
 }
