@@ -7,6 +7,7 @@
 mod io;
 mod loudness;
 mod resample;
+pub mod stream;
 
 pub use io::{read_audio, read_audio_as, write_wav, WavFormat};
 pub use loudness::{normalize_loudness, Loudness};

@@ -112,7 +112,8 @@ impl Template {
 
 impl Vocabulary {
     /// A caption for a clip: among the templates of its segment type (then
-    /// the `*` ones) that `fields` can fill, the one picked by `key`
+    /// the `*` ones) that `fields` can fill and that name the raga when it
+    /// is known, the one picked by `key`
     /// (e.g. a hash of the clip's id, so captions are stable across runs).
     pub fn caption(&self, fields: &CaptionFields, key: u64) -> String {
         let segment = fields
@@ -120,16 +121,20 @@ impl Vocabulary {
             .as_deref()
             .and_then(|s| self.segment(s).ok())
             .map(|s| s.name.as_str());
+        // A known raga is always named: that is what the model must learn.
+        let usable = |t: &&Template| fields.raga.is_none() || t.text.contains("{raga}");
         let specific: Vec<String> = self
             .templates
             .iter()
             .filter(|t| Some(t.segment.as_str()) == segment)
+            .filter(usable)
             .filter_map(|t| t.render(fields))
             .collect();
         let pool = if specific.is_empty() {
             self.templates
                 .iter()
                 .filter(|t| t.segment == "*")
+                .filter(usable)
                 .filter_map(|t| t.render(fields))
                 .collect()
         } else {
@@ -188,6 +193,16 @@ mod tests {
         for k in 0..20 {
             let c = v.caption(&f, k);
             assert!(c.contains("Kalyani") && c.contains("violin"), "{c}");
+        }
+        // Kalpanaswaram templates need a tala; without one a generic
+        // template still names the raga.
+        let f = CaptionFields {
+            raga: Some("Mohanam".into()),
+            segment: Some("kalpanaswaram".into()),
+            ..Default::default()
+        };
+        for k in 0..20 {
+            assert!(v.caption(&f, k).contains("Mohanam"));
         }
         assert_eq!(v.caption(&CaptionFields::default(), 0), "Carnatic music");
     }

@@ -1,12 +1,16 @@
-//! `synth`: labelled synthetic clips.
+//! `synth` (labelled synthetic clips) and `prepare` (datasets from
+//! recordings).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Args;
 use ragafusion::captions::Vocabulary;
+use ragafusion::corpus::prepare::{prepare as run_prepare, PrepareOptions};
 use ragafusion::corpus::synth::{SynthSegment, Timbre};
 use ragafusion::corpus::synth_set::{render_set, SynthOverrides};
+use ragafusion::spectrogram::{Preset, SpectrogramParams};
 
 use super::progress_bar::Bar;
 
@@ -94,5 +98,89 @@ pub fn synth(a: SynthArgs) -> anyhow::Result<ExitCode> {
         report.skipped,
         a.output_dir.display()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Arguments of `prepare`.
+#[derive(Debug, Args)]
+pub struct PrepareArgs {
+    /// Folder of recordings (WAV, MP3, FLAC, OGG); metadata `file` values
+    /// are relative to it.
+    #[arg(long)]
+    audio_dir: PathBuf,
+    /// Metadata: .csv (with a header) or .jsonl; columns file, raga, tala,
+    /// composer, artist, segment, instrument, start_s, end_s.
+    #[arg(long)]
+    metadata: PathBuf,
+    /// Output folder (diffusers image-folder layout: train/, validation/,
+    /// test/, each with metadata.jsonl).
+    #[arg(long)]
+    out: PathBuf,
+    /// Clip length in seconds.
+    #[arg(long, default_value_t = 5.12)]
+    clip_s: f64,
+    /// Seconds between clip starts (less than --clip-s for overlapping clips).
+    #[arg(long, default_value_t = 5.12)]
+    hop_s: f64,
+    /// Shares of recordings for train, validation and test, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [0.8, 0.1, 0.1])]
+    split: Vec<f64>,
+    /// Seed of the split assignment.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Keep percussion-solo segments (tani avartanam), skipped by default.
+    #[arg(long)]
+    keep_percussion_solo: bool,
+    /// Clips quieter than this RMS level (dBFS) are skipped as silence.
+    #[arg(long, default_value_t = -50.0, allow_hyphen_values = true)]
+    silence_dbfs: f64,
+    /// Spectrogram parameter preset (mono presets only).
+    #[arg(long, value_enum, default_value_t = Preset::Riffusion)]
+    preset: Preset,
+}
+
+/// Runs `prepare`.
+pub fn prepare(a: PrepareArgs) -> anyhow::Result<ExitCode> {
+    if a.split.len() != 3 {
+        anyhow::bail!(
+            "--split takes three shares (train,validation,test), got {}",
+            a.split.len()
+        );
+    }
+    let opts = PrepareOptions {
+        clip_s: a.clip_s,
+        hop_s: a.hop_s,
+        split: [a.split[0], a.split[1], a.split[2]],
+        seed: a.seed,
+        skip_percussion_solo: !a.keep_percussion_solo,
+        silence_dbfs: a.silence_dbfs,
+        params: SpectrogramParams::preset(a.preset),
+    };
+    let bar = Bar::new();
+    let s = run_prepare(
+        Vocabulary::builtin(),
+        &a.audio_dir,
+        &a.metadata,
+        &a.out,
+        &opts,
+        &bar,
+    )
+    .with_context(|| format!("preparing a dataset from {}", a.metadata.display()))?;
+    eprintln!(
+        "{} rows: {} processed, {} already done, {} percussion solos skipped; clips: {}; silent clips skipped: {}",
+        s.rows,
+        s.rows_processed,
+        s.rows_already_done,
+        s.rows_percussion_solo,
+        s.clips.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "),
+        s.silent_clips
+    );
+    if !s.bad.is_empty() {
+        eprintln!("skipped {} bad inputs:", s.bad.len());
+        for b in &s.bad {
+            eprintln!("  line {}: {}: {}", b.line, b.file, b.reason);
+        }
+    }
+    eprintln!("summary: {}", a.out.join("summary.json").display());
     Ok(ExitCode::SUCCESS)
 }

@@ -31,6 +31,8 @@ enum Command {
     SampleClips(codec::SampleClipsArgs),
     /// Render labelled synthetic Carnatic clips (WAV + JSON label).
     Synth(corpus::SynthArgs),
+    /// Turn recordings + metadata into a captioned spectrogram dataset.
+    Prepare(corpus::PrepareArgs),
 }
 
 /// Default log filter: our messages at `info`; the decoders' own logs are
@@ -61,5 +63,6 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::PrintParams(a) => codec::print_params(a),
         Command::SampleClips(a) => codec::sample_clips(a),
         Command::Synth(a) => corpus::synth(a),
+        Command::Prepare(a) => corpus::prepare(a),
     }
 }

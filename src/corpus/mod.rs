@@ -1,5 +1,7 @@
-//! The Carnatic corpus: labelled synthetic renders and (later) dataset
-//! preparation from recordings.
+//! The Carnatic corpus: labelled synthetic renders and dataset preparation
+//! from recordings.
 
+pub mod metadata;
+pub mod prepare;
 pub mod synth;
 pub mod synth_set;
