@@ -72,9 +72,12 @@ pub struct BadRow {
     pub reason: String,
 }
 
+/// Rows read from a metadata file, each with its 1-based line.
+pub type NumberedRows = Vec<(usize, MetadataRow)>;
+
 /// Reads rows from a `.csv` (header required) or `.jsonl` file. Rows that
 /// cannot be parsed come back as [`BadRow`]s; an unreadable file is an error.
-pub fn read_metadata(path: &Path) -> Result<(Vec<(usize, MetadataRow)>, Vec<BadRow>)> {
+pub fn read_metadata(path: &Path) -> Result<(NumberedRows, Vec<BadRow>)> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let ext = path
         .extension()
