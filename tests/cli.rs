@@ -280,3 +280,58 @@ fn corrupt_png_and_missing_file() {
     let out = run(&[Path::new("print-params"), &missing]);
     assert_clear_error(&out, &missing, "no such file");
 }
+
+#[test]
+fn synth_renders_labelled_clips_and_refuses_unknown_ragas() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin()
+        .arg("synth")
+        .arg(dir.path())
+        .args([
+            "--raga",
+            "Sankarabharanam",
+            "--raga",
+            "hindolam",
+            "--count",
+            "2",
+            "--duration-s",
+            "1.5",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 8, "{names:?}");
+    assert_eq!(names[0], "hindolam_00000.json");
+    let label: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("shankarabharanam_00001.json")).unwrap(),
+    )
+    .unwrap();
+    for key in [
+        "raga",
+        "tala",
+        "tonic_hz",
+        "tempo_bpm",
+        "instrument",
+        "segment",
+        "swaras",
+    ] {
+        assert!(label.get(key).is_some(), "label lacks {key}");
+    }
+    let out = bin()
+        .arg("synth")
+        .arg(dir.path())
+        .args(["--raga", "Kalyni"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("unknown raga `Kalyni`") && err.contains("Kalyani"),
+        "{err}"
+    );
+}
