@@ -29,6 +29,7 @@ pub mod corpus;
 pub mod error;
 pub mod fsutil;
 pub mod progress;
+pub mod raga;
 pub mod spectrogram;
 
 pub use error::{Error, Result};

@@ -174,6 +174,9 @@ pub struct Rendered {
     pub drone: Vec<f32>,
     /// The percussion alone (zeros when off).
     pub percussion: Vec<f32>,
+    /// Ground-truth melody f0 every 10 ms (frame `i` at `i * 0.01` s), 0
+    /// where the melody is silent or fading (loudness below one half).
+    pub f0_truth_hz: Vec<f32>,
     /// The label.
     pub label: SynthLabel,
 }
@@ -226,6 +229,16 @@ pub fn render(vocab: &Vocabulary, spec: &SynthSpec) -> Result<Rendered> {
     };
     let events = compose(raga, rhythm, spec.duration_s, &mut rng);
     let (cents, loud) = contours(&events, spec.duration_s, rng.random_range(5.0..7.0));
+    let f0_truth_hz = (0..=(spec.duration_s * 100.0) as usize)
+        .map(|i| {
+            let c = ((i as f64 * 0.01 * melody::CONTROL_HZ).round() as usize).min(cents.len() - 1);
+            if loud[c] >= 0.5 {
+                (spec.tonic_hz * (cents[c] / 1200.0).exp2()) as f32
+            } else {
+                0.0
+            }
+        })
+        .collect();
     let mut melody = timbre::render_melody(
         spec.timbre,
         &events,
@@ -323,6 +336,7 @@ pub fn render(vocab: &Vocabulary, spec: &SynthSpec) -> Result<Rendered> {
         melody,
         drone,
         percussion,
+        f0_truth_hz,
         label,
     })
 }
