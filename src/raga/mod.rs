@@ -1,6 +1,9 @@
-//! Raga analysis: pitch tracking (and, to come, tonic, features,
-//! adherence metrics, classifiers).
+//! Raga analysis: pitch tracking, tonic estimation, tonic-relative
+//! features and adherence measures (classifiers to come).
 
+pub mod features;
 pub mod pitch;
+pub mod tonic;
 
 pub use pitch::{pyin, PitchTrack, PyinParams};
+pub use tonic::{estimate_tonic, TonicEstimate};
