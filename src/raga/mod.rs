@@ -2,6 +2,7 @@
 //! features and adherence measures (classifiers to come).
 
 pub mod features;
+pub mod knn;
 pub mod pitch;
 pub mod tonic;
 
