@@ -335,3 +335,65 @@ fn synth_renders_labelled_clips_and_refuses_unknown_ragas() {
         "{err}"
     );
 }
+
+#[test]
+fn train_classifier_then_classify_audio_and_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = bin()
+        .arg("synth")
+        .arg(&data)
+        .args([
+            "--raga",
+            "Mohanam",
+            "--raga",
+            "Hindolam",
+            "--count",
+            "3",
+            "--duration-s",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let model = dir.path().join("model");
+    let out = bin()
+        .arg("train-classifier")
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(model.join("config.json").exists() && model.join("model.safetensors").exists());
+    let clip = data.join("hindolam_00001.wav");
+    let png_path = dir.path().join("h.png");
+    assert!(run(&[Path::new("audio-to-image"), &clip, &png_path])
+        .status
+        .success());
+    for input in [&clip, &png_path] {
+        let out = bin()
+            .arg("classify")
+            .arg(input)
+            .arg("--model")
+            .arg(&model)
+            .args(["--top", "2"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let top = v["top"].as_array().unwrap();
+        assert_eq!(top.len(), 2);
+        assert!(top[0]["score"].as_f64().unwrap() >= top[1]["score"].as_f64().unwrap());
+    }
+    let missing = dir.path().join("nomodel");
+    let out = bin()
+        .arg("classify")
+        .arg(&clip)
+        .arg("--model")
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_clear_error(&out, &missing.join("config.json"), "no such file");
+}

@@ -3,6 +3,7 @@
 mod codec;
 mod corpus;
 mod progress_bar;
+mod raga;
 
 use std::process::ExitCode;
 
@@ -33,6 +34,10 @@ enum Command {
     Synth(corpus::SynthArgs),
     /// Turn recordings + metadata into a captioned spectrogram dataset.
     Prepare(corpus::PrepareArgs),
+    /// Train a raga classifier on labelled clips.
+    TrainClassifier(raga::TrainClassifierArgs),
+    /// Name the raga of an audio clip or spectrogram image (JSON output).
+    Classify(raga::ClassifyArgs),
 }
 
 /// Default log filter: our messages at `info`; the decoders' own logs are
@@ -64,5 +69,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::SampleClips(a) => codec::sample_clips(a),
         Command::Synth(a) => corpus::synth(a),
         Command::Prepare(a) => corpus::prepare(a),
+        Command::TrainClassifier(a) => raga::train_classifier(a),
+        Command::Classify(a) => raga::classify(a),
     }
 }

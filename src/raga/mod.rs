@@ -1,6 +1,7 @@
 //! Raga analysis: pitch tracking, tonic estimation, tonic-relative
 //! features and adherence measures (classifiers to come).
 
+pub mod dataset;
 pub mod features;
 pub mod knn;
 pub mod pitch;
