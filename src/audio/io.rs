@@ -1,13 +1,13 @@
 //! Decoding audio files and writing WAV.
 
 use std::io::Cursor;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use symphonia::core::audio::SampleBuffer;
-use symphonia::core::codecs::DecoderOptions;
+use symphonia::core::codecs::{Decoder, DecoderOptions};
 use symphonia::core::errors::Error as SymError;
-use symphonia::core::formats::FormatOptions;
-use symphonia::core::io::MediaSourceStream;
+use symphonia::core::formats::{FormatOptions, FormatReader};
+use symphonia::core::io::{MediaSource, MediaSourceStream};
 use symphonia::core::meta::MetadataOptions;
 use symphonia::core::probe::Hint;
 
@@ -125,67 +125,118 @@ fn deinterleave(interleaved: &[f32], n_ch: usize) -> Vec<Vec<f32>> {
         .collect()
 }
 
-fn decode_symphonia(bytes: Vec<u8>, path: &Path) -> Result<Planar> {
-    let decode_err = |reason: String| Error::AudioDecode {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let mut hint = Hint::new();
-    if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
-        hint.with_extension(ext);
-    }
-    let mss = MediaSourceStream::new(Box::new(Cursor::new(bytes)), Default::default());
-    let probed = symphonia::default::get_probe()
-        .format(
-            &hint,
-            mss,
-            &FormatOptions::default(),
-            &MetadataOptions::default(),
-        )
-        .map_err(|e| decode_err(format!("not a recognised audio format ({e})")))?;
-    let mut format = probed.format;
-    let track = format
-        .default_track()
-        .ok_or_else(|| decode_err("no audio track".into()))?;
-    let track_id = track.id;
-    let mut decoder = symphonia::default::get_codecs()
-        .make(&track.codec_params, &DecoderOptions::default())
-        .map_err(|e| decode_err(format!("unsupported codec ({e})")))?;
-    let mut rate = track.codec_params.sample_rate.unwrap_or(0);
-    let mut channels: Vec<Vec<f32>> = Vec::new();
-    loop {
-        let packet = match format.next_packet() {
-            Ok(p) => p,
-            Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
-            Err(SymError::ResetRequired) => break,
-            Err(e) => return Err(decode_err(format!("reading packets: {e}"))),
+/// The packets of a file's default audio track, decoded by symphonia.
+pub(crate) struct SymphoniaReader {
+    format: Box<dyn FormatReader>,
+    decoder: Box<dyn Decoder>,
+    track: u32,
+    path: PathBuf,
+    /// Sample rate from the container, if it states one.
+    pub sample_rate_hz: Option<u32>,
+    /// Channel count from the container, if it states one.
+    pub channels: Option<usize>,
+}
+
+impl SymphoniaReader {
+    /// Probes `source` (named `path` in errors; its extension is a hint).
+    pub(crate) fn open(source: Box<dyn MediaSource>, path: &Path) -> Result<Self> {
+        let decode_err = |reason: String| Error::AudioDecode {
+            path: path.to_path_buf(),
+            reason,
         };
-        if packet.track_id() != track_id {
-            continue;
+        let mut hint = Hint::new();
+        if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+            hint.with_extension(ext);
         }
-        let decoded = match decoder.decode(&packet) {
-            Ok(d) => d,
-            // A corrupt frame is skipped, as players do.
-            Err(SymError::DecodeError(_)) => continue,
-            Err(e) => return Err(decode_err(format!("decoding: {e}"))),
+        let mss = MediaSourceStream::new(source, Default::default());
+        let probed = symphonia::default::get_probe()
+            .format(
+                &hint,
+                mss,
+                &FormatOptions::default(),
+                &MetadataOptions::default(),
+            )
+            .map_err(|e| decode_err(format!("not a recognised audio format ({e})")))?;
+        let format = probed.format;
+        let track = format
+            .default_track()
+            .ok_or_else(|| decode_err("no audio track".into()))?;
+        let params = track.codec_params.clone();
+        let decoder = symphonia::default::get_codecs()
+            .make(&params, &DecoderOptions::default())
+            .map_err(|e| decode_err(format!("unsupported codec ({e})")))?;
+        Ok(SymphoniaReader {
+            track: track.id,
+            format,
+            decoder,
+            path: path.to_path_buf(),
+            sample_rate_hz: params.sample_rate,
+            channels: params.channels.map(|c| c.count()),
+        })
+    }
+
+    /// The next decoded packet as interleaved samples with its channel
+    /// count and rate, or `None` at the end. Corrupt packets are skipped,
+    /// as players do.
+    pub(crate) fn next_interleaved(&mut self) -> Result<Option<(Vec<f32>, usize, u32)>> {
+        let decode_err = |reason: String| Error::AudioDecode {
+            path: self.path.clone(),
+            reason,
         };
-        let spec = *decoded.spec();
-        rate = spec.rate;
-        let n_ch = spec.channels.count();
+        loop {
+            let packet = match self.format.next_packet() {
+                Ok(p) => p,
+                Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return Ok(None)
+                }
+                Err(SymError::ResetRequired) => return Ok(None),
+                Err(e) => return Err(decode_err(format!("reading packets: {e}"))),
+            };
+            if packet.track_id() != self.track {
+                continue;
+            }
+            let decoded = match self.decoder.decode(&packet) {
+                Ok(d) => d,
+                Err(SymError::DecodeError(_)) => continue,
+                Err(e) => return Err(decode_err(format!("decoding: {e}"))),
+            };
+            let spec = *decoded.spec();
+            let mut buf = SampleBuffer::<f32>::new(decoded.capacity() as u64, spec);
+            buf.copy_interleaved_ref(decoded);
+            return Ok(Some((
+                buf.samples().to_vec(),
+                spec.channels.count().max(1),
+                spec.rate,
+            )));
+        }
+    }
+}
+
+fn decode_symphonia(bytes: Vec<u8>, path: &Path) -> Result<Planar> {
+    let mut reader = SymphoniaReader::open(Box::new(Cursor::new(bytes)), path)?;
+    let mut rate = reader.sample_rate_hz.unwrap_or(0);
+    let mut channels: Vec<Vec<f32>> = Vec::new();
+    while let Some((samples, n_ch, packet_rate)) = reader.next_interleaved()? {
+        rate = packet_rate;
         if channels.is_empty() {
             channels = vec![Vec::new(); n_ch];
         } else if channels.len() != n_ch {
-            return Err(decode_err("channel count changes mid-stream".into()));
+            return Err(Error::AudioDecode {
+                path: path.to_path_buf(),
+                reason: "channel count changes mid-stream".into(),
+            });
         }
-        let mut buf = SampleBuffer::<f32>::new(decoded.capacity() as u64, spec);
-        buf.copy_planar_ref(decoded);
-        let frames = buf.samples().len() / n_ch.max(1);
-        for (c, chan) in channels.iter_mut().enumerate() {
-            chan.extend_from_slice(&buf.samples()[c * frames..(c + 1) * frames]);
+        for frame in samples.chunks_exact(n_ch) {
+            for (chan, v) in channels.iter_mut().zip(frame) {
+                chan.push(*v);
+            }
         }
     }
     if channels.is_empty() || channels[0].is_empty() {
-        return Err(decode_err("zero-length audio: no samples decoded".into()));
+        return Err(Error::AudioDecode {
+            path: path.to_path_buf(),
+            reason: "zero-length audio: no samples decoded".into(),
+        });
     }
     Ok((channels, rate))
 }

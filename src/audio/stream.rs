@@ -6,14 +6,8 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use rubato::{FftFixedIn, Resampler};
-use symphonia::core::audio::SampleBuffer;
-use symphonia::core::codecs::{Decoder, DecoderOptions};
-use symphonia::core::errors::Error as SymError;
-use symphonia::core::formats::{FormatOptions, FormatReader};
-use symphonia::core::io::MediaSourceStream;
-use symphonia::core::meta::MetadataOptions;
-use symphonia::core::probe::Hint;
 
+use super::io::SymphoniaReader;
 use crate::error::{Error, Result};
 
 /// Frames per block handed to the caller (before resampling).
@@ -24,11 +18,7 @@ enum Source {
         reader: hound::WavReader<BufReader<File>>,
         int_scale: Option<f32>,
     },
-    Other {
-        format: Box<dyn FormatReader>,
-        decoder: Box<dyn Decoder>,
-        track: u32,
-    },
+    Other(SymphoniaReader),
 }
 
 /// A file being decoded block by block.
@@ -67,37 +57,13 @@ impl AudioStream {
             }
         }
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let mut hint = Hint::new();
-        if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
-            hint.with_extension(ext);
-        }
-        let mss = MediaSourceStream::new(Box::new(file), Default::default());
-        let probed = symphonia::default::get_probe()
-            .format(
-                &hint,
-                mss,
-                &FormatOptions::default(),
-                &MetadataOptions::default(),
-            )
-            .map_err(|e| bad(format!("not a recognised audio format ({e})")))?;
-        let format = probed.format;
-        let track = format
-            .default_track()
-            .ok_or_else(|| bad("no audio track".into()))?;
-        let params = track.codec_params.clone();
-        let decoder = symphonia::default::get_codecs()
-            .make(&params, &DecoderOptions::default())
-            .map_err(|e| bad(format!("unsupported codec ({e})")))?;
+        let reader = SymphoniaReader::open(Box::new(file), path)?;
         Ok(AudioStream {
-            sample_rate_hz: params
-                .sample_rate
+            sample_rate_hz: reader
+                .sample_rate_hz
                 .ok_or_else(|| bad("unknown sample rate".into()))?,
-            channels: params.channels.map(|c| c.count()).unwrap_or(0).max(1),
-            source: Source::Other {
-                track: track.id,
-                format,
-                decoder,
-            },
+            channels: reader.channels.unwrap_or(1).max(1),
+            source: Source::Other(reader),
             path: path.to_path_buf(),
         })
     }
@@ -145,33 +111,11 @@ impl AudioStream {
                 }
                 Ok((!out.is_empty()).then_some(out))
             }
-            Source::Other {
-                format,
-                decoder,
-                track,
-            } => loop {
-                let packet = match format.next_packet() {
-                    Ok(p) => p,
-                    Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                        return Ok(None)
-                    }
-                    Err(SymError::ResetRequired) => return Ok(None),
-                    Err(e) => return Err(bad(format!("reading packets: {e}"))),
+            Source::Other(reader) => loop {
+                let Some((samples, n_ch, _)) = reader.next_interleaved()? else {
+                    return Ok(None);
                 };
-                if packet.track_id() != *track {
-                    continue;
-                }
-                let decoded = match decoder.decode(&packet) {
-                    Ok(d) => d,
-                    Err(SymError::DecodeError(_)) => continue,
-                    Err(e) => return Err(bad(format!("decoding: {e}"))),
-                };
-                let spec = *decoded.spec();
-                let n_ch = spec.channels.count().max(1);
-                let mut buf = SampleBuffer::<f32>::new(decoded.capacity() as u64, spec);
-                buf.copy_interleaved_ref(decoded);
-                let mono: Vec<f32> = buf
-                    .samples()
+                let mono: Vec<f32> = samples
                     .chunks_exact(n_ch)
                     .map(|f| f.iter().sum::<f32>() / n_ch as f32)
                     .collect();
