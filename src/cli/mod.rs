@@ -38,6 +38,8 @@ enum Command {
     TrainClassifier(raga::TrainClassifierArgs),
     /// Name the raga of an audio clip or spectrogram image (JSON output).
     Classify(raga::ClassifyArgs),
+    /// Measure a classifier on labelled clips (accuracy, top-3, confusion CSV).
+    Evaluate(raga::EvaluateArgs),
 }
 
 /// Default log filter: our messages at `info`; the decoders' own logs are
@@ -71,5 +73,6 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Prepare(a) => corpus::prepare(a),
         Command::TrainClassifier(a) => raga::train_classifier(a),
         Command::Classify(a) => raga::classify(a),
+        Command::Evaluate(a) => raga::evaluate(a),
     }
 }

@@ -1,4 +1,4 @@
-//! `train-classifier` and `classify`.
+//! `train-classifier`, `classify` and `evaluate`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,6 +8,7 @@ use clap::Args;
 use ragafusion::audio::{read_audio_as, ChannelLayout};
 use ragafusion::captions::Vocabulary;
 use ragafusion::raga::dataset::{features_of, list_labelled};
+use ragafusion::raga::evaluate::evaluate as score;
 use ragafusion::raga::knn::{clip_features, KnnModel};
 use ragafusion::spectrogram::{read_png, InversionSettings, SpectrogramConverter};
 use ragafusion::NoProgress;
@@ -116,5 +117,63 @@ pub fn classify(a: ClassifyArgs) -> anyhow::Result<ExitCode> {
         "top": top,
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Arguments of `evaluate`.
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// Classifier folder.
+    #[arg(long)]
+    model: PathBuf,
+    /// Folder of labelled clips (WAV + JSON label) to evaluate on.
+    #[arg(long)]
+    data: PathBuf,
+    /// Folder for `metrics.json` and `confusion.csv`.
+    #[arg(long)]
+    out: PathBuf,
+    /// Use the labels' tonics instead of estimating them.
+    #[arg(long)]
+    label_tonic: bool,
+}
+
+/// Runs `evaluate`: top-1 / top-3 accuracy and the confusion matrix.
+pub fn evaluate(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
+    let model = KnnModel::load(&a.model)
+        .with_context(|| format!("loading the classifier in {}", a.model.display()))?;
+    let vocab = Vocabulary::builtin();
+    let clips = list_labelled(&a.data, vocab)?;
+    let bar = Bar::new();
+    let feats = features_of(&clips, a.label_tonic, &bar)?;
+    let truth: Vec<String> = clips.iter().map(|c| c.raga.clone()).collect();
+    let predictions: Vec<Vec<String>> = feats
+        .iter()
+        .map(|f| model.predict(f).into_iter().map(|(r, _)| r).collect())
+        .collect();
+    let e = score(&model.config.ragas, &truth, &predictions);
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let metrics = serde_json::json!({
+        "model": a.model,
+        "data": a.data,
+        "tonic": if a.label_tonic { "labelled" } else { "estimated" },
+        "clips": e.clips,
+        "top1": e.top1,
+        "top3": e.top3,
+        "ragas": e.ragas,
+    });
+    ragafusion::fsutil::write_atomic(&a.out.join("metrics.json"), |w| {
+        std::io::Write::write_all(
+            w,
+            serde_json::to_string_pretty(&metrics)
+                .expect("json")
+                .as_bytes(),
+        )
+        .map_err(|err| ragafusion::Error::io(a.out.join("metrics.json"), err))
+    })?;
+    ragafusion::fsutil::write_atomic(&a.out.join("confusion.csv"), |w| {
+        std::io::Write::write_all(w, e.confusion_csv().as_bytes())
+            .map_err(|err| ragafusion::Error::io(a.out.join("confusion.csv"), err))
+    })?;
+    println!("{}", serde_json::to_string_pretty(&metrics)?);
     Ok(ExitCode::SUCCESS)
 }

@@ -2,6 +2,7 @@
 //! features and adherence measures (classifiers to come).
 
 pub mod dataset;
+pub mod evaluate;
 pub mod features;
 pub mod knn;
 pub mod pitch;
