@@ -7,6 +7,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use ragafusion::audio::{read_audio_as, ChannelLayout};
 use ragafusion::captions::Vocabulary;
+use ragafusion::fsutil::{write_bytes_atomic, write_json_atomic};
 use ragafusion::raga::dataset::{features_of, list_labelled};
 use ragafusion::raga::evaluate::evaluate as score;
 use ragafusion::raga::knn::{clip_features, KnnModel};
@@ -161,19 +162,8 @@ pub fn evaluate(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
         "top3": e.top3,
         "ragas": e.ragas,
     });
-    ragafusion::fsutil::write_atomic(&a.out.join("metrics.json"), |w| {
-        std::io::Write::write_all(
-            w,
-            serde_json::to_string_pretty(&metrics)
-                .expect("json")
-                .as_bytes(),
-        )
-        .map_err(|err| ragafusion::Error::io(a.out.join("metrics.json"), err))
-    })?;
-    ragafusion::fsutil::write_atomic(&a.out.join("confusion.csv"), |w| {
-        std::io::Write::write_all(w, e.confusion_csv().as_bytes())
-            .map_err(|err| ragafusion::Error::io(a.out.join("confusion.csv"), err))
-    })?;
+    write_json_atomic(&a.out.join("metrics.json"), &metrics)?;
+    write_bytes_atomic(&a.out.join("confusion.csv"), e.confusion_csv().as_bytes())?;
     println!("{}", serde_json::to_string_pretty(&metrics)?);
     Ok(ExitCode::SUCCESS)
 }

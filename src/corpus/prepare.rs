@@ -27,7 +27,7 @@ use crate::audio::stream::{AudioStream, StreamResampler};
 use crate::audio::Audio;
 use crate::captions::{stable_hash, CaptionFields, Percussion, Vocabulary};
 use crate::error::{Error, Result};
-use crate::fsutil::write_atomic;
+use crate::fsutil::{write_atomic, write_json_atomic};
 use crate::progress::Progress;
 use crate::spectrogram::{write_png, SpectrogramConverter, SpectrogramParams};
 
@@ -333,13 +333,7 @@ pub fn prepare(
                 }
                 Err(e) => return Err(e),
             };
-            let text = serde_json::to_vec(&rec).map_err(|e| Error::InvalidData {
-                file: marker.display().to_string(),
-                reason: e.to_string(),
-            })?;
-            write_atomic(&marker, |w| {
-                w.write_all(&text).map_err(|e| Error::io(&marker, e))
-            })?;
+            write_json_atomic(&marker, &rec)?;
             if !progress.advance(1) {
                 cancelled.store(true, Ordering::Relaxed);
             }
@@ -393,15 +387,7 @@ pub fn prepare(
         })?;
     }
     summary.bad.sort_by_key(|b| b.line);
-    let path = out_dir.join("summary.json");
-    let text = serde_json::to_string_pretty(&summary).map_err(|e| Error::InvalidData {
-        file: path.display().to_string(),
-        reason: e.to_string(),
-    })?;
-    write_atomic(&path, |w| {
-        w.write_all(text.as_bytes())
-            .map_err(|e| Error::io(&path, e))
-    })?;
+    write_json_atomic(&out_dir.join("summary.json"), &summary)?;
     Ok(summary)
 }
 

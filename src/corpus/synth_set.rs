@@ -11,7 +11,7 @@ use super::synth::{render, SynthSegment, SynthSpec, Timbre};
 use crate::audio::{write_wav, WavFormat};
 use crate::captions::{stable_hash, Vocabulary};
 use crate::error::{Error, Result};
-use crate::fsutil::write_atomic;
+use crate::fsutil::write_json_atomic;
 use crate::progress::Progress;
 
 /// Choices that override the per-clip random ones.
@@ -145,16 +145,7 @@ pub fn render_set(
                 let spec = clip_spec(vocab, raga, *i, seed, duration_s, overrides);
                 let clip = render(vocab, &spec)?;
                 write_wav(&wav, &clip.mix, WavFormat::Pcm16)?;
-                let text =
-                    serde_json::to_string_pretty(&clip.label).map_err(|e| Error::InvalidData {
-                        file: json.display().to_string(),
-                        reason: e.to_string(),
-                    })?;
-                write_atomic(&json, |w| {
-                    use std::io::Write;
-                    w.write_all(text.as_bytes())
-                        .map_err(|e| Error::io(&json, e))
-                })?;
+                write_json_atomic(&json, &clip.label)?;
                 rendered.fetch_add(1, Ordering::Relaxed);
             }
             if !progress.advance(1) {

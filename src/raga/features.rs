@@ -30,7 +30,8 @@ pub fn stable_frames(cents: &[Option<f64>], hop_s: f64, max_slope: f64, min_s: f
     out
 }
 
-fn smooth_circular(h: &[f64], sigma: f64) -> Vec<f64> {
+/// Circular Gaussian smoothing of a histogram with `sigma` bins.
+pub(crate) fn smooth_circular(h: &[f64], sigma: f64) -> Vec<f64> {
     let n = h.len() as isize;
     let r = (3.0 * sigma).ceil() as isize;
     let w: Vec<f64> = (-r..=r)

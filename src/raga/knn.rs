@@ -17,7 +17,7 @@ use super::features::{pcd, tdms, PCD_BINS, TDMS_BINS};
 use super::pitch::{pyin, PyinParams};
 use super::tonic::estimate_tonic;
 use crate::error::{Error, Result};
-use crate::fsutil::{read_bytes, write_atomic};
+use crate::fsutil::{read_bytes, write_bytes_atomic, write_json_atomic};
 
 /// TDMS bins per axis kept by the classifier (the 160-bin surface pooled 4x).
 pub const SMALL_TDMS: usize = TDMS_BINS / 4;
@@ -213,15 +213,8 @@ impl KnnModel {
             file: dir.join("model.safetensors").display().to_string(),
             reason: e.to_string(),
         })?;
-        let st = dir.join("model.safetensors");
-        write_atomic(&st, |w| {
-            std::io::Write::write_all(w, &bytes).map_err(|e| Error::io(&st, e))
-        })?;
-        let cfg = dir.join("config.json");
-        let text = serde_json::to_string_pretty(&self.config).expect("config serialises");
-        write_atomic(&cfg, |w| {
-            std::io::Write::write_all(w, text.as_bytes()).map_err(|e| Error::io(&cfg, e))
-        })
+        write_bytes_atomic(&dir.join("model.safetensors"), &bytes)?;
+        write_json_atomic(&dir.join("config.json"), &self.config)
     }
 
     /// Reads a model saved by [`KnnModel::save`], checking names, shapes and values.

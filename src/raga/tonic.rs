@@ -14,6 +14,7 @@
 
 use serde::Serialize;
 
+use super::features::smooth_circular;
 use super::pitch::PitchTrack;
 use crate::error::{Error, Result};
 use crate::spectrogram::stft::Stft;
@@ -43,22 +44,6 @@ fn normalise(h: &mut [f64]) {
     if s > 0.0 {
         h.iter_mut().for_each(|v| *v /= s);
     }
-}
-
-/// Circular Gaussian smoothing with `sigma` bins.
-fn smooth(h: &[f64], sigma: f64) -> Vec<f64> {
-    let n = h.len() as isize;
-    let r = (3.0 * sigma).ceil() as isize;
-    (0..n)
-        .map(|i| {
-            (-r..=r)
-                .map(|d| {
-                    h[(i + d).rem_euclid(n) as usize]
-                        * (-(d * d) as f64 / (2.0 * sigma * sigma)).exp()
-                })
-                .sum()
-        })
-        .collect()
 }
 
 /// Peaks (Hz, strength) of the stationary spectrum between 35 Hz and
@@ -151,7 +136,7 @@ pub fn estimate_tonic(
         });
     }
     let h: Vec<f64> = melody.iter().zip(&accomp).map(|(m, a)| m + a).collect();
-    let h = smooth(&h, 1.5);
+    let h = smooth_circular(&h, 1.5);
     // Sa, Pa (+700 cents) and Ma (+500) weights.
     let score = |c: usize| h[c] + 0.5 * h[(c + 70) % PC_BINS] + 0.25 * h[(c + 50) % PC_BINS];
     let mut scored: Vec<(f64, usize)> = (0..PC_BINS).map(|c| (score(c), c)).collect();
@@ -238,7 +223,7 @@ mod tests {
         assert_eq!(pc_bin(55.0 * 1.5), 70);
         let mut h = vec![0.0; PC_BINS];
         h[0] = 1.0;
-        let s = smooth(&h, 1.5);
+        let s = smooth_circular(&h, 1.5);
         assert!(s[119] > 0.0 && s[1] > 0.0 && (s[119] - s[1]).abs() < 1e-12);
     }
 }
