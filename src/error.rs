@@ -88,6 +88,15 @@ pub enum Error {
     #[error("resampling failed: {0}")]
     Resample(String),
 
+    /// A tensor computation failed (shape mismatch, out of memory, ...).
+    #[error("{context}: tensor operation failed: {reason}")]
+    Tensor {
+        /// What was being computed.
+        context: String,
+        /// The tensor library's message.
+        reason: String,
+    },
+
     /// A long job was cancelled through its progress callback.
     #[error("cancelled")]
     Cancelled,

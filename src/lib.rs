@@ -6,7 +6,10 @@
 //! This crate is the library behind the `ragafusion` command. Its lowest
 //! layer converts audio to Riffusion-compatible mel-spectrogram images and
 //! back ([`spectrogram`]), on top of audio decoding and encoding
-//! ([`audio`]).
+//! ([`audio`]). [`captions`] holds the raga / tala / composer vocabulary,
+//! [`corpus`] renders labelled clips and prepares datasets, [`raga`]
+//! tracks pitch and tonic, measures adherence and classifies ragas (with a
+//! built-in CNN), and [`plot`] draws the PNG charts.
 //!
 //! ```no_run
 //! use ragafusion::audio::{read_audio_as, ChannelLayout};
@@ -28,6 +31,7 @@ pub mod captions;
 pub mod corpus;
 pub mod error;
 pub mod fsutil;
+pub mod plot;
 pub mod progress;
 pub mod raga;
 pub mod spectrogram;

@@ -337,7 +337,7 @@ fn synth_renders_labelled_clips_and_refuses_unknown_ragas() {
 }
 
 #[test]
-fn train_classifier_then_classify_audio_and_image() {
+fn train_classifier_then_classify_evaluate_and_analyze() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let out = bin()
@@ -356,37 +356,111 @@ fn train_classifier_then_classify_audio_and_image() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    let model = dir.path().join("model");
-    let out = bin()
-        .arg("train-classifier")
-        .arg("--data")
-        .arg(&data)
-        .arg("--out")
-        .arg(&model)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(model.join("config.json").exists() && model.join("model.safetensors").exists());
     let clip = data.join("hindolam_00001.wav");
     let png_path = dir.path().join("h.png");
     assert!(run(&[Path::new("audio-to-image"), &clip, &png_path])
         .status
         .success());
-    for input in [&clip, &png_path] {
+    for (kind, extra) in [("knn", vec![]), ("cnn", vec!["--epochs", "2"])] {
+        let model = dir.path().join(format!("model_{kind}"));
         let out = bin()
-            .arg("classify")
-            .arg(input)
-            .arg("--model")
+            .arg("train-classifier")
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
             .arg(&model)
-            .args(["--top", "2"])
+            .args(["--kind", kind])
+            .args(&extra)
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", stderr(&out));
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let top = v["top"].as_array().unwrap();
-        assert_eq!(top.len(), 2);
-        assert!(top[0]["score"].as_f64().unwrap() >= top[1]["score"].as_f64().unwrap());
+        assert!(model.join("config.json").exists() && model.join("model.safetensors").exists());
+        for input in [&clip, &png_path] {
+            let out = bin()
+                .arg("classify")
+                .arg(input)
+                .arg("--model")
+                .arg(&model)
+                .args(["--top", "2"])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", stderr(&out));
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let top = v["top"].as_array().unwrap();
+            assert_eq!(top.len(), 2);
+            assert!(top[0]["score"].as_f64().unwrap() >= top[1]["score"].as_f64().unwrap());
+        }
+        let report = dir.path().join(format!("eval_{kind}"));
+        let out = bin()
+            .arg("evaluate")
+            .arg("--model")
+            .arg(&model)
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(&report)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(report.join("metrics.json")).unwrap()).unwrap();
+        assert_eq!(m["clips"], 6);
+        assert_eq!(m["top3"], 1.0, "two ragas: always in the top 3");
+        let csv = std::fs::read_to_string(report.join("confusion.csv")).unwrap();
+        assert_eq!(csv.lines().count(), 3, "{csv}");
+        let png = std::fs::read(report.join("confusion.png")).unwrap();
+        assert_eq!(&png[1..4], b"PNG");
     }
+
+    // analyze with the built-in classifier, JSON on stdout.
+    let figure = dir.path().join("fig.png");
+    let out = bin()
+        .arg("analyze")
+        .arg(&clip)
+        .args(["--json", "--raga", "Hindolam", "--tonic", "150", "--out"])
+        .arg(&figure)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["tonic"]["hz"], 150.0);
+    assert_eq!(v["pcd"].as_array().unwrap().len(), 120);
+    assert_eq!(v["top"].as_array().unwrap().len(), 5);
+    assert_eq!(v["adherence"]["raga"], "Hindolam");
+    assert!(v["loudness"]["rms_dbfs"].as_f64().unwrap() < 0.0);
+    let png = std::fs::read(&figure).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    // ... and its default figure path, from a spectrogram image.
+    let out = bin().arg("analyze").arg(&png_path).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(dir.path().join("h.analysis.png").exists());
+
+    // Bad inputs.
+    let text = dir.path().join("notes.wav");
+    std::fs::write(&text, "not audio").unwrap();
+    let out = bin().arg("analyze").arg(&text).output().unwrap();
+    assert_clear_error(&out, &text, "cannot decode audio");
+    let out = bin()
+        .arg("analyze")
+        .arg(&clip)
+        .args(["--raga", "Hindolem"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("did you mean Hindolam"),
+        "{}",
+        stderr(&out)
+    );
+    let out = bin()
+        .arg("analyze")
+        .arg(&clip)
+        .arg("--tonic=-3")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("tonic_hz"), "{}", stderr(&out));
+
     let missing = dir.path().join("nomodel");
     let out = bin()
         .arg("classify")

@@ -46,6 +46,24 @@ pub fn evaluate(ragas: &[String], truth: &[String], predictions: &[Vec<String>])
 }
 
 impl Evaluation {
+    /// The same results with the matrix cut down to the ragas that occur
+    /// as truth or as a top-1 prediction (a model may know many more).
+    pub fn occurring(&self) -> Evaluation {
+        let keep: Vec<usize> = (0..self.ragas.len())
+            .filter(|&i| {
+                self.confusion[i].iter().any(|&k| k > 0) || self.confusion.iter().any(|r| r[i] > 0)
+            })
+            .collect();
+        Evaluation {
+            ragas: keep.iter().map(|&i| self.ragas[i].clone()).collect(),
+            confusion: keep
+                .iter()
+                .map(|&i| keep.iter().map(|&j| self.confusion[i][j]).collect())
+                .collect(),
+            ..self.clone()
+        }
+    }
+
     /// The confusion matrix as CSV: header `true\predicted,RAGA...`, one
     /// row per true raga.
     pub fn confusion_csv(&self) -> String {
@@ -75,6 +93,20 @@ impl Evaluation {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn occurring_keeps_only_ragas_that_appear() {
+        let ragas: Vec<String> = ["A", "B", "C", "D"].iter().map(|s| s.to_string()).collect();
+        let truth: Vec<String> = vec!["A".into(), "C".into()];
+        let pred: Vec<Vec<String>> = vec![vec!["A".into()], vec!["D".into()]];
+        let e = evaluate(&ragas, &truth, &pred).occurring();
+        assert_eq!(e.ragas, vec!["A", "C", "D"]);
+        assert_eq!(
+            e.confusion,
+            vec![vec![1, 0, 0], vec![0, 0, 1], vec![0, 0, 0]]
+        );
+        assert_eq!(e.top1, 0.5);
+    }
+
     use super::*;
 
     #[test]

@@ -1,11 +1,18 @@
 //! Raga analysis: pitch tracking, tonic estimation, tonic-relative
-//! features and adherence measures (classifiers to come).
+//! features and adherence measures and two raga classifiers.
 
+pub mod adherence;
+pub mod analyze;
+pub mod classifier;
+pub mod cnn;
+pub mod cnn_train;
 pub mod dataset;
 pub mod evaluate;
 pub mod features;
+pub mod figure;
 pub mod knn;
 pub mod pitch;
+pub mod pitch_image;
 pub mod tonic;
 
 pub use pitch::{pyin, PitchTrack, PyinParams};

@@ -212,6 +212,25 @@ pub fn estimate_tonic(
     })
 }
 
+/// The tonic to analyse `samples` with: `given` when present (it must be
+/// a positive frequency), otherwise estimated in `range_hz` from a fresh
+/// pitch track.
+pub fn resolve_tonic(
+    samples: &[f32],
+    sample_rate_hz: u32,
+    given: Option<f64>,
+    range_hz: (f64, f64),
+) -> Result<f64> {
+    match given {
+        Some(t) if t.is_finite() && t > 0.0 => Ok(t),
+        Some(t) => Err(Error::param("tonic_hz", format!("{t} is not a frequency"))),
+        None => {
+            let track = super::pitch::pyin(samples, sample_rate_hz, &Default::default())?;
+            Ok(estimate_tonic(samples, sample_rate_hz, &track, range_hz)?.tonic_hz)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

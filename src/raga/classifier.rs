@@ -1,0 +1,243 @@
+//! One interface over both raga classifiers: load either kind from a model
+//! folder (its `config.json` names the kind) or the built-in default, and
+//! classify audio or a spectrogram image.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::cnn::{CnnModel, CNN_KIND};
+use super::knn::{clip_features, KnnModel};
+use super::pitch_image::pitch_image;
+use super::tonic::resolve_tonic;
+use crate::audio::{resample, ChannelLayout};
+use crate::error::{Error, Result};
+use crate::fsutil::read_bytes;
+use crate::progress::NoProgress;
+use crate::spectrogram::{InversionSettings, LoadedImage, SpectrogramConverter, SpectrogramParams};
+
+/// The built-in default classifier's config (a CNN over every raga of the
+/// built-in vocabulary; see `checkpoints/raga-cnn/README.md`).
+const DEFAULT_CONFIG: &[u8] = include_bytes!("../../checkpoints/raga-cnn/config.json");
+/// The built-in default classifier's weights.
+const DEFAULT_WEIGHTS: &[u8] = include_bytes!("../../checkpoints/raga-cnn/model.safetensors");
+
+/// Sample rate the classifiers work at (Hz).
+pub const ANALYSIS_RATE_HZ: u32 = 44100;
+
+/// A loaded classifier of either kind.
+#[derive(Debug, Clone)]
+pub enum Classifier {
+    /// PCD/TDMS k nearest neighbours.
+    Knn(KnnModel),
+    /// Spectrogram CNN.
+    Cnn(CnnModel),
+}
+
+/// A verdict: the tonic used and every raga with its score, best first.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Classification {
+    /// Tonic the clip was analysed with, Hz.
+    pub tonic_hz: f64,
+    /// Whether the tonic was given (false: estimated).
+    pub tonic_given: bool,
+    /// (raga, score), best first. CNN scores are probabilities; kNN scores
+    /// are vote shares.
+    pub ranked: Vec<(String, f64)>,
+}
+
+impl Classifier {
+    /// Loads the classifier in `dir`, of the kind its `config.json` names.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let config_path = dir.join("config.json");
+        let v: serde_json::Value =
+            serde_json::from_slice(&read_bytes(&config_path)?).map_err(|e| Error::InvalidData {
+                file: config_path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        match v["kind"].as_str() {
+            Some(CNN_KIND) => Ok(Classifier::Cnn(CnnModel::load(dir)?)),
+            Some("pcd-tdms-knn") => Ok(Classifier::Knn(KnnModel::load(dir)?)),
+            other => Err(Error::InvalidData {
+                file: config_path.display().to_string(),
+                reason: format!(
+                    "field `kind` is {other:?}; expected `{CNN_KIND}` or `pcd-tdms-knn`"
+                ),
+            }),
+        }
+    }
+
+    /// The default classifier built into the program.
+    pub fn builtin() -> Result<Self> {
+        Ok(Classifier::Cnn(CnnModel::from_bytes(
+            DEFAULT_CONFIG,
+            DEFAULT_WEIGHTS,
+            "built-in checkpoints/raga-cnn/config.json",
+            "built-in checkpoints/raga-cnn/model.safetensors",
+        )?))
+    }
+
+    /// `load(dir)` when a folder is given, the built-in default otherwise.
+    pub fn load_or_builtin(dir: Option<&Path>) -> Result<Self> {
+        match dir {
+            Some(d) => Self::load(d),
+            None => Self::builtin(),
+        }
+    }
+
+    /// The kind, as written in config.json.
+    pub fn kind(&self) -> &str {
+        match self {
+            Classifier::Knn(m) => &m.config.kind,
+            Classifier::Cnn(m) => &m.config.kind,
+        }
+    }
+
+    /// The ragas it can name.
+    pub fn ragas(&self) -> &[String] {
+        match self {
+            Classifier::Knn(m) => &m.config.ragas,
+            Classifier::Cnn(m) => &m.config.ragas,
+        }
+    }
+
+    /// Tonic search range used when no tonic is given, Hz.
+    pub fn tonic_range_hz(&self) -> (f64, f64) {
+        match self {
+            Classifier::Knn(m) => m.config.tonic_range_hz,
+            Classifier::Cnn(m) => m.config.tonic_range_hz,
+        }
+    }
+
+    /// Classifies mono audio at [`ANALYSIS_RATE_HZ`].
+    pub fn classify_audio(&self, samples: &[f32], tonic_hz: Option<f64>) -> Result<Classification> {
+        let rate = ANALYSIS_RATE_HZ;
+        match self {
+            Classifier::Knn(m) => {
+                let f = clip_features(samples, rate, tonic_hz, m.config.tonic_range_hz)?;
+                Ok(Classification {
+                    tonic_hz: f.tonic_hz,
+                    tonic_given: tonic_hz.is_some(),
+                    ranked: m.predict(&f),
+                })
+            }
+            Classifier::Cnn(m) => {
+                let tonic = resolve_tonic(samples, rate, tonic_hz, m.config.tonic_range_hz)?;
+                let params = SpectrogramParams::default();
+                let audio = crate::audio::Audio::new(vec![samples.to_vec()], rate, "clip")?;
+                let (image, _) =
+                    SpectrogramConverter::new(params.clone())?.image_from_audio(&audio)?;
+                Ok(Classification {
+                    tonic_hz: tonic,
+                    tonic_given: tonic_hz.is_some(),
+                    ranked: m.predict(&image, &params, tonic)?,
+                })
+            }
+        }
+    }
+
+    /// Classifies a spectrogram image. The CNN reads its pixels directly
+    /// (audio is reconstructed only to estimate a missing tonic); the kNN
+    /// classifies the reconstructed audio.
+    pub fn classify_image(
+        &self,
+        loaded: &LoadedImage,
+        tonic_hz: Option<f64>,
+    ) -> Result<Classification> {
+        let audio = || -> Result<Vec<f32>> {
+            let conv = SpectrogramConverter::new(loaded.params.clone())?;
+            let opts = InversionSettings::default().options(&loaded.params);
+            let audio = conv.audio_from_image(loaded, &opts, &NoProgress)?;
+            Ok(
+                resample(&audio.with_layout(ChannelLayout::Mono), ANALYSIS_RATE_HZ)?
+                    .channels
+                    .swap_remove(0),
+            )
+        };
+        match self {
+            Classifier::Knn(_) => self.classify_audio(&audio()?, tonic_hz),
+            Classifier::Cnn(m) => {
+                if loaded.params.step_ms != 10 {
+                    return Err(Error::param(
+                        "step_ms",
+                        format!(
+                            "the image has {} ms columns; the CNN reads 10 ms columns",
+                            loaded.params.step_ms
+                        ),
+                    ));
+                }
+                // Audio is reconstructed only when the tonic must be estimated.
+                let samples = if tonic_hz.is_some() {
+                    Vec::new()
+                } else {
+                    audio()?
+                };
+                let tonic = resolve_tonic(
+                    &samples,
+                    ANALYSIS_RATE_HZ,
+                    tonic_hz,
+                    m.config.tonic_range_hz,
+                )?;
+                let p = pitch_image(&loaded.image, &loaded.params, tonic, &m.config.axis)?;
+                Ok(Classification {
+                    tonic_hz: tonic,
+                    tonic_given: tonic_hz.is_some(),
+                    ranked: m.predict_pitch_image(&p)?,
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::captions::Vocabulary;
+
+    #[test]
+    fn the_builtin_knows_every_vocabulary_raga() {
+        let c = Classifier::builtin().unwrap();
+        assert_eq!(c.kind(), CNN_KIND);
+        let vocab = Vocabulary::builtin();
+        assert_eq!(c.ragas().len(), vocab.ragas.len());
+        for r in &vocab.ragas {
+            assert!(c.ragas().contains(&r.name), "{}", r.name);
+        }
+    }
+
+    #[test]
+    fn folders_of_an_unknown_kind_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.json"), r#"{"kind": "svm"}"#).unwrap();
+        let e = Classifier::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("config.json") && e.contains("svm"), "{e}");
+        std::fs::write(dir.path().join("config.json"), "{not json").unwrap();
+        let e = Classifier::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("config.json"), "{e}");
+    }
+
+    #[test]
+    fn images_with_other_column_steps_are_refused_by_the_cnn() {
+        let c = Classifier::builtin().unwrap();
+        let params = SpectrogramParams {
+            step_ms: 20,
+            ..Default::default()
+        };
+        let loaded = LoadedImage {
+            image: crate::spectrogram::SpectrogramImage {
+                width: 64,
+                height: 512,
+                rgb: vec![255; 64 * 512 * 3],
+            },
+            params,
+            max_value: None,
+            has_exif: true,
+            exif: Default::default(),
+        };
+        let e = c
+            .classify_image(&loaded, Some(150.0))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("step_ms"), "{e}");
+    }
+}
