@@ -213,13 +213,12 @@ pub fn analysis_figure(
     let x_of = |t_s: f64| LEFT as f64 + t_s / duration_s.max(1e-9) * PLOT_W as f64;
     let mut last: Option<(f64, f64)> = None;
     for (i, (f, v)) in a.pitch.f0_hz.iter().zip(&a.pitch.voiced).enumerate() {
-        let point = (*v && *f > 0.0).then(|| {
-            let cents = 1200.0 * (*f as f64 / tonic).log2();
-            (
-                x_of(i as f64 * hop),
-                y_of(cents.clamp(CENTS_RANGE.0, CENTS_RANGE.1)),
-            )
-        });
+        // Frames outside the panel's range break the line rather than
+        // being drawn along its edge.
+        let point = (*v && *f > 0.0)
+            .then(|| 1200.0 * (*f as f64 / tonic).log2())
+            .filter(|c| (CENTS_RANGE.0..=CENTS_RANGE.1).contains(c))
+            .map(|c| (x_of(i as f64 * hop), y_of(c)));
         if let (Some(p), Some(q)) = (last, point) {
             c.line(p.0, p.1, q.0, q.1, CONTOUR);
             c.line(p.0, p.1 + 1.0, q.0, q.1 + 1.0, CONTOUR);
