@@ -5,16 +5,17 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use ragafusion::audio::{read_audio_as, resample, ChannelLayout};
+use ragafusion::audio::{read_audio_as, ChannelLayout};
 use ragafusion::captions::Vocabulary;
 use ragafusion::fsutil::write_bytes_atomic;
 use ragafusion::raga::analyze::{analyze as run_analysis, AnalyzeOptions};
-use ragafusion::raga::classifier::{Classifier, ANALYSIS_RATE_HZ};
+use ragafusion::raga::classifier::{audio_of_image, ANALYSIS_RATE_HZ};
 use ragafusion::raga::figure::analysis_figure;
 use ragafusion::spectrogram::{
-    read_png, InversionSettings, SpectrogramConverter, SpectrogramImage, SpectrogramParams,
+    read_png, SpectrogramConverter, SpectrogramImage, SpectrogramParams,
 };
-use ragafusion::NoProgress;
+
+use super::raga::load_classifier;
 
 /// Arguments of `analyze`.
 #[derive(Debug, Args)]
@@ -54,11 +55,7 @@ pub fn analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     }
     let vocab = Vocabulary::builtin();
     let raga = a.raga.as_deref().map(|r| vocab.raga(r)).transpose()?;
-    let classifier =
-        Classifier::load_or_builtin(a.model.as_deref()).with_context(|| match &a.model {
-            Some(p) => format!("loading the classifier in {}", p.display()),
-            None => "loading the built-in classifier".to_string(),
-        })?;
+    let classifier = load_classifier(a.model.as_ref())?;
     let is_png = a
         .input
         .extension()
@@ -68,17 +65,9 @@ pub fn analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let (mut samples, image, image_params): (Vec<f32>, SpectrogramImage, SpectrogramParams) =
         if is_png {
             let loaded = read_png(&a.input)?;
-            let conv = SpectrogramConverter::new(loaded.params.clone())?;
-            let opts = InversionSettings::default().options(&loaded.params);
-            let audio = conv
-                .audio_from_image(&loaded, &opts, &NoProgress)
+            let samples = audio_of_image(&loaded)
                 .with_context(|| format!("reconstructing audio from {}", a.input.display()))?;
-            let mono = resample(&audio.with_layout(ChannelLayout::Mono), ANALYSIS_RATE_HZ)?;
-            (
-                mono.channels.into_iter().next().unwrap_or_default(),
-                loaded.image,
-                loaded.params,
-            )
+            (samples, loaded.image, loaded.params)
         } else {
             let audio = read_audio_as(&a.input, ANALYSIS_RATE_HZ, ChannelLayout::Mono)?;
             let mut s = audio.channels.into_iter().next().unwrap_or_default();

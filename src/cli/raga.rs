@@ -173,7 +173,8 @@ pub struct ClassifyArgs {
     top: usize,
 }
 
-fn load_classifier(model: Option<&PathBuf>) -> anyhow::Result<Classifier> {
+/// Loads the classifier in `model`, or the built-in one.
+pub(super) fn load_classifier(model: Option<&PathBuf>) -> anyhow::Result<Classifier> {
     Classifier::load_or_builtin(model.map(|p| p.as_path())).with_context(|| match model {
         Some(p) => format!("loading the classifier in {}", p.display()),
         None => "loading the built-in classifier".to_string(),

@@ -25,6 +25,19 @@ const DEFAULT_WEIGHTS: &[u8] = include_bytes!("../../checkpoints/raga-cnn/model.
 /// Sample rate the classifiers work at (Hz).
 pub const ANALYSIS_RATE_HZ: u32 = 44100;
 
+/// Mono audio at [`ANALYSIS_RATE_HZ`] reconstructed from a spectrogram
+/// image (default inversion settings).
+pub fn audio_of_image(loaded: &LoadedImage) -> Result<Vec<f32>> {
+    let conv = SpectrogramConverter::new(loaded.params.clone())?;
+    let opts = InversionSettings::default().options(&loaded.params);
+    let audio = conv.audio_from_image(loaded, &opts, &NoProgress)?;
+    Ok(
+        resample(&audio.with_layout(ChannelLayout::Mono), ANALYSIS_RATE_HZ)?
+            .channels
+            .swap_remove(0),
+    )
+}
+
 /// A loaded classifier of either kind.
 #[derive(Debug, Clone)]
 pub enum Classifier {
@@ -144,16 +157,7 @@ impl Classifier {
         loaded: &LoadedImage,
         tonic_hz: Option<f64>,
     ) -> Result<Classification> {
-        let audio = || -> Result<Vec<f32>> {
-            let conv = SpectrogramConverter::new(loaded.params.clone())?;
-            let opts = InversionSettings::default().options(&loaded.params);
-            let audio = conv.audio_from_image(loaded, &opts, &NoProgress)?;
-            Ok(
-                resample(&audio.with_layout(ChannelLayout::Mono), ANALYSIS_RATE_HZ)?
-                    .channels
-                    .swap_remove(0),
-            )
-        };
+        let audio = || audio_of_image(loaded);
         match self {
             Classifier::Knn(_) => self.classify_audio(&audio()?, tonic_hz),
             Classifier::Cnn(m) => {

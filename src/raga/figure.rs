@@ -4,9 +4,9 @@
 //! adherence measures as text and bars.
 
 use super::analyze::Analysis;
+use super::pitch_image::{level, mel_row};
 use crate::captions::Raga;
 use crate::plot::canvas::{heat, Canvas, Rgb, BLACK, GREY, LIGHT_GREY, WHITE};
-use crate::spectrogram::mel::hz_to_mel;
 use crate::spectrogram::{SpectrogramImage, SpectrogramParams};
 
 const LEFT: usize = 78;
@@ -81,9 +81,7 @@ fn intensity(image: &SpectrogramImage, plane: usize, pos: f64, t: usize) -> f32 
     }
     let lo = (pos.floor() as usize).min(h - 2);
     let f = (pos - lo as f64) as f32;
-    let px =
-        |m: usize| (255 - image.rgb[((h - 1 - m) * image.width + t) * 3 + plane]) as f32 / 255.0;
-    px(lo) * (1.0 - f) + px(lo + 1) * f
+    level(image, plane, lo, t) * (1.0 - f) + level(image, plane, lo + 1, t) * f
 }
 
 /// Draws the figure for `a`, whose audio made `image` with `params`;
@@ -105,12 +103,7 @@ pub fn analysis_figure(
     c.text(LEFT as i64, 10, title, BLACK, 1);
 
     let plane = usize::from(params.stereo);
-    let (m_min, m_max) = (
-        hz_to_mel(params.min_hz as f64),
-        hz_to_mel(params.max_hz as f64),
-    );
-    let row_of =
-        |hz: f64| (hz_to_mel(hz) - m_min) / (m_max - m_min) * (image.height + 1) as f64 - 1.0;
+    let row_of = |hz: f64| mel_row(params, hz);
     let col_of = |x: usize| ((x as f64 + 0.5) / PLOT_W as f64 * image.width as f64) as usize;
     let duration_s = image.width as f64 * params.step_ms as f64 / 1000.0;
 

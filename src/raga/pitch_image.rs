@@ -115,12 +115,6 @@ pub fn pitch_image(
             ),
         ));
     }
-    let (m_min, m_max) = (
-        hz_to_mel(params.min_hz as f64),
-        hz_to_mel(params.max_hz as f64),
-    );
-    // Filter k (0-based) is centred on mel point k + 1 of num_mels + 2.
-    let row_of = |hz: f64| (hz_to_mel(hz) - m_min) / (m_max - m_min) * (h + 1) as f64 - 1.0;
     let bins = axis.num_bins();
     let bin_cents = 1200.0 / axis.bins_per_octave as f64;
     let low_cents = -1200.0 * axis.octaves_below as f64;
@@ -130,18 +124,15 @@ pub fn pitch_image(
             let (b, s) = (i / SUBSAMPLES, i % SUBSAMPLES);
             let cents =
                 low_cents + (b as f64 + (s as f64 + 0.5) / SUBSAMPLES as f64 - 0.5) * bin_cents;
-            let pos = row_of(tonic_hz * (cents / 1200.0).exp2());
+            let pos = mel_row(params, tonic_hz * (cents / 1200.0).exp2());
             (pos >= 0.0 && pos <= (h - 1) as f64).then(|| {
                 let lo = (pos.floor() as usize).min(h - 2);
                 (lo, (pos - lo as f64) as f32)
             })
         })
         .collect();
-    // Intensity of mel bin m at column t (row 0 of the image is the top);
-    // stereo images keep the left channel in green.
     let plane = usize::from(params.stereo);
-    let level =
-        |m: usize, t: usize| (255 - image.rgb[((h - 1 - m) * w + t) * 3 + plane]) as f32 / 255.0;
+    let level = |m: usize, t: usize| level(image, plane, m, t);
     let steps = w.div_ceil(axis.frames_per_step);
     let mut data = vec![0.0f32; bins * steps];
     let mut counts = vec![0u32; steps];
@@ -168,6 +159,25 @@ pub fn pitch_image(
     }
     standardise(&mut data);
     Ok(PitchImage { bins, steps, data })
+}
+
+/// Fractional mel row (0 = the lowest filter) centred on `hz` in an image
+/// made with `params`: filter k is centred on mel point k + 1 of
+/// `num_mel_bins + 2` between `min_hz` and `max_hz`.
+pub fn mel_row(params: &SpectrogramParams, hz: f64) -> f64 {
+    let (m_min, m_max) = (
+        hz_to_mel(params.min_hz as f64),
+        hz_to_mel(params.max_hz as f64),
+    );
+    (hz_to_mel(hz) - m_min) / (m_max - m_min) * (params.num_mel_bins + 1) as f64 - 1.0
+}
+
+/// Intensity (0-1) of mel row `m` (0 = lowest; the image's top row is the
+/// highest) at column `t`, in colour plane `plane` (0 mono; stereo images
+/// keep the left channel in green, plane 1).
+pub fn level(image: &SpectrogramImage, plane: usize, m: usize, t: usize) -> f32 {
+    let i = ((image.height - 1 - m) * image.width + t) * 3 + plane;
+    (255 - image.rgb[i]) as f32 / 255.0
 }
 
 /// Zero mean, unit variance (a constant image becomes all zeros).
