@@ -97,6 +97,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// A model checkpoint file is missing, unreadable or does not match its
+    /// config.
+    #[error("{file}: {reason}")]
+    Checkpoint {
+        /// The file (or folder) at fault.
+        file: PathBuf,
+        /// What is wrong, naming the tensor or key.
+        reason: String,
+    },
+
     /// A long job was cancelled through its progress callback.
     #[error("cancelled")]
     Cancelled,

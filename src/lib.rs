@@ -29,6 +29,7 @@ pub mod audio;
 pub mod batch;
 pub mod captions;
 pub mod corpus;
+pub mod diffusion;
 pub mod error;
 pub mod fsutil;
 pub mod plot;

@@ -1,0 +1,266 @@
+//! Loading a Stable Diffusion checkpoint in the diffusers folder layout:
+//! `model_index.json`, `unet/`, `vae/`, `text_encoder/`, `tokenizer/`,
+//! `scheduler/`. Weights may be safetensors or PyTorch `.bin`, fp32, fp16 or
+//! bf16 (with diffusers' `.fp16` variant names); every tensor is checked by
+//! name and shape and every tensor of a file must be used.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device};
+
+use super::clip::ClipTextModel;
+use super::config::{read_json, ClipTextConfig, UnetConfig, VaeConfig};
+use super::schedulers::SchedulerConfig;
+use super::tokenizer::ClipTokenizer;
+use super::unet::Unet;
+use super::vae::Vae;
+use super::weights::WeightStore;
+use crate::error::{Error, Result};
+
+/// How to load a checkpoint.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Compute dtype of the UNet and text encoder (f32, f16, bf16).
+    pub dtype: DType,
+    /// Dtype of the VAE (f32 unless memory is tight: SD's VAE overflows in
+    /// f16 on some inputs).
+    pub vae_dtype: DType,
+    /// Where the models live.
+    pub device: Device,
+    /// A weights variant to prefer, e.g. `fp16` for
+    /// `diffusion_pytorch_model.fp16.safetensors`.
+    pub variant: Option<String>,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            dtype: DType::F32,
+            vae_dtype: DType::F32,
+            device: Device::Cpu,
+            variant: None,
+        }
+    }
+}
+
+/// A loaded Stable Diffusion pipeline's models.
+#[derive(Debug)]
+pub struct StableDiffusion {
+    /// The checkpoint folder.
+    pub dir: PathBuf,
+    /// The CLIP tokenizer.
+    pub tokenizer: ClipTokenizer,
+    /// The CLIP text encoder.
+    pub text_encoder: ClipTextModel,
+    /// The denoising UNet.
+    pub unet: Unet,
+    /// The autoencoder.
+    pub vae: Vae,
+    /// The training noise schedule and sampler defaults.
+    pub scheduler: SchedulerConfig,
+    /// The weight files read, for hashing and reports.
+    pub weight_files: Vec<PathBuf>,
+}
+
+fn checkpoint_err(file: &Path, reason: impl Into<String>) -> Error {
+    Error::Checkpoint {
+        file: file.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+fn require(file: &Path, what: &str) -> Result<()> {
+    if file.is_file() {
+        Ok(())
+    } else {
+        Err(checkpoint_err(file, format!("missing ({what})")))
+    }
+}
+
+/// The weights file of a component folder: safetensors before `.bin`, the
+/// requested variant before the plain name, a variant as a last resort.
+pub fn find_weights(dir: &Path, stems: &[&str], variant: Option<&str>) -> Result<PathBuf> {
+    let mut candidates = Vec::new();
+    let mut push_all = |v: Option<&str>| {
+        for ext in ["safetensors", "bin"] {
+            for stem in stems {
+                let name = match v {
+                    Some(v) => format!("{stem}.{v}.{ext}"),
+                    None => format!("{stem}.{ext}"),
+                };
+                candidates.push(dir.join(name));
+            }
+        }
+    };
+    if let Some(v) = variant {
+        push_all(Some(v));
+    }
+    push_all(None);
+    if variant.is_none() {
+        for v in ["fp16", "bf16"] {
+            push_all(Some(v));
+        }
+    }
+    if let Some(found) = candidates.iter().find(|p| p.is_file()) {
+        return Ok(found.clone());
+    }
+    let names: Vec<String> = candidates
+        .iter()
+        .take(2 * stems.len())
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    Err(checkpoint_err(
+        dir,
+        format!(
+            "no weights file (looked for {} and variants)",
+            names.join(", ")
+        ),
+    ))
+}
+
+fn tensor_err(file: &Path) -> impl Fn(candle_core::Error) -> Error + '_ {
+    move |e| {
+        // messages from the weight store already name the file
+        let msg = e.to_string();
+        if msg.contains(&file.display().to_string()) {
+            Error::Checkpoint {
+                file: file.to_path_buf(),
+                reason: msg.replace(&format!("{}: ", file.display()), ""),
+            }
+        } else {
+            checkpoint_err(file, msg)
+        }
+    }
+}
+
+/// Loads one component folder: its `config.json` and its weights, then checks that every
+/// tensor of the file was used.
+fn component<C, M>(
+    dir: &Path,
+    name: &str,
+    stems: &[&str],
+    options: &LoadOptions,
+    dtype: DType,
+    validate: impl Fn(&C, &Path) -> Result<()>,
+    build: impl Fn(&candle_nn::VarBuilder, &C) -> candle_core::Result<M>,
+) -> Result<(M, PathBuf)>
+where
+    C: for<'de> serde::Deserialize<'de>,
+{
+    let sub = dir.join(name);
+    let config_file = sub.join("config.json");
+    require(&config_file, &format!("the {name} config"))?;
+    let config: C = read_json(&config_file)?;
+    validate(&config, &config_file)?;
+    let weights = find_weights(&sub, stems, options.variant.as_deref())?;
+    let store = WeightStore::open(&weights, &options.device)?;
+    let model =
+        build(&store.var_builder(dtype, &options.device), &config).map_err(tensor_err(&weights))?;
+    store.check_all_used()?;
+    Ok((model, weights))
+}
+
+impl StableDiffusion {
+    /// Loads the checkpoint in `dir`.
+    pub fn load(dir: &Path, options: &LoadOptions) -> Result<Self> {
+        let index = dir.join("model_index.json");
+        if !dir.is_dir() {
+            return Err(checkpoint_err(
+                dir,
+                "not a folder (expected a diffusers checkpoint folder with model_index.json)",
+            ));
+        }
+        require(
+            &index,
+            "a diffusers checkpoint folder starts with model_index.json",
+        )?;
+        let _: serde_json::Value = read_json(&index)?;
+
+        let scheduler_file = dir.join("scheduler").join("scheduler_config.json");
+        require(&scheduler_file, "the scheduler config")?;
+        let scheduler: SchedulerConfig = read_json(&scheduler_file)?;
+        scheduler.validate(&scheduler_file)?;
+
+        let tok_dir = dir.join("tokenizer");
+        if !tok_dir.is_dir() {
+            return Err(checkpoint_err(&tok_dir, "missing (the tokenizer folder)"));
+        }
+        let tokenizer = ClipTokenizer::load(&tok_dir)?;
+
+        let (text_encoder, te_file) = component(
+            dir,
+            "text_encoder",
+            &["model", "pytorch_model"],
+            options,
+            options.dtype,
+            ClipTextConfig::validate,
+            |vb, c: &ClipTextConfig| ClipTextModel::new(vb, c),
+        )?;
+        let (unet, unet_file) = component(
+            dir,
+            "unet",
+            &["diffusion_pytorch_model"],
+            options,
+            options.dtype,
+            UnetConfig::validate,
+            |vb, c: &UnetConfig| Unet::new(vb, c),
+        )?;
+        let (vae, vae_file) = component(
+            dir,
+            "vae",
+            &["diffusion_pytorch_model"],
+            options,
+            options.vae_dtype,
+            VaeConfig::validate,
+            |vb, c: &VaeConfig| Vae::new(vb, c),
+        )?;
+        if text_encoder.config().hidden_size != unet.config().cross_attention_dim {
+            return Err(checkpoint_err(
+                &dir.join("unet").join("config.json"),
+                format!(
+                    "`cross_attention_dim` {} differs from the text encoder's hidden_size {}",
+                    unet.config().cross_attention_dim,
+                    text_encoder.config().hidden_size
+                ),
+            ));
+        }
+        if vae.config().latent_channels != unet.config().in_channels {
+            return Err(checkpoint_err(
+                &dir.join("unet").join("config.json"),
+                format!(
+                    "`in_channels` {} differs from the VAE's latent_channels {}",
+                    unet.config().in_channels,
+                    vae.config().latent_channels
+                ),
+            ));
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            tokenizer,
+            text_encoder,
+            unet,
+            vae,
+            scheduler,
+            weight_files: vec![te_file, unet_file, vae_file],
+        })
+    }
+
+    /// A 64-bit content hash (xxh3) of the configs and weight files, hex.
+    pub fn content_hash(&self) -> Result<String> {
+        let mut files: Vec<PathBuf> = vec![
+            self.dir.join("model_index.json"),
+            self.dir.join("scheduler").join("scheduler_config.json"),
+            self.dir.join("unet").join("config.json"),
+            self.dir.join("vae").join("config.json"),
+            self.dir.join("text_encoder").join("config.json"),
+        ];
+        files.extend(self.weight_files.iter().cloned());
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        for f in &files {
+            let bytes = std::fs::read(f).map_err(|e| Error::io(f, e))?;
+            hasher.update(&(bytes.len() as u64).to_le_bytes());
+            hasher.update(&bytes);
+        }
+        Ok(format!("xxh3:{:016x}", hasher.digest()))
+    }
+}

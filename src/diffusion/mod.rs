@@ -1,0 +1,33 @@
+//! Stable Diffusion (SD 1.x / 2.x architecture) on candle: checkpoint
+//! loading in the diffusers layout, the models, the samplers and the
+//! sampling pipeline.
+//!
+//! ```text
+//! weights.rs      strict tensor stores (safetensors, PyTorch .bin)
+//! config.rs       unet / vae / text_encoder configs, validated
+//! layers.rs       shared differentiable building blocks
+//! transformer.rs  the UNet's spatial transformer
+//! unet.rs         UNet2DConditionModel
+//! vae.rs          AutoencoderKL
+//! clip.rs         CLIPTextModel
+//! tokenizer.rs    the CLIP BPE tokenizer
+//! schedulers/     DDIM, PNDM, Euler ancestral, DPM-Solver++ (2M), noise
+//! checkpoint.rs   the diffusers folder -> StableDiffusion
+//! pipeline.rs     txt2img, img2img, masks, interpolation
+//! ```
+
+pub mod checkpoint;
+pub mod clip;
+pub mod config;
+pub mod layers;
+pub mod pipeline;
+pub mod schedulers;
+pub mod tokenizer;
+pub mod transformer;
+pub mod unet;
+pub mod vae;
+pub mod weights;
+
+pub use checkpoint::{LoadOptions, StableDiffusion};
+pub use pipeline::{Conditioning, Inpaint, SampleSettings};
+pub use schedulers::{NoiseSource, RecordedNoise, SamplerKind, SchedulerConfig, SeededNoise};
