@@ -285,10 +285,16 @@ impl UnetConfig {
                 "only false is supported".into(),
             ));
         }
-        if self.class_embed_type.is_some() || self.addition_embed_type.is_some() {
+        if let Some(t) = &self.class_embed_type {
             return Err(bad(
                 "class_embed_type",
-                "class / added embeddings (e.g. SDXL) are not supported".into(),
+                format!("class embeddings ({t}) are not supported"),
+            ));
+        }
+        if let Some(t) = &self.addition_embed_type {
+            return Err(bad(
+                "addition_embed_type",
+                format!("added conditioning ({t}, e.g. SDXL) is not supported"),
             ));
         }
         if self
@@ -508,7 +514,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("unet/config.json") && e.contains("class_embed_type"),
+            e.contains("unet/config.json") && e.contains("addition_embed_type"),
             "{e}"
         );
         let mut c = UnetConfig::sd15();
