@@ -1,10 +1,13 @@
 //! Command-line verbs. Each file holds one group's arguments and `run`.
 
 mod analyze;
+mod bench;
 mod codec;
 mod corpus;
+mod generate;
 mod progress_bar;
 mod raga;
+mod sd_args;
 
 use std::process::ExitCode;
 
@@ -45,6 +48,18 @@ enum Command {
     /// Inspect a clip: a labelled figure (spectrogram, pitch over a swara
     /// grid, PCD, top ragas, loudness) and the same facts as text or JSON.
     Analyze(analyze::AnalyzeArgs),
+    /// Make music from a text prompt with a Stable Diffusion checkpoint:
+    /// WAV + spectrogram PNG + JSON sidecar; `--seconds` for long form.
+    Generate(generate::GenerateArgs),
+    /// Re-generate an audio file towards a prompt (img2img on its
+    /// spectrogram, clip by clip), optionally through a mask.
+    AudioToAudio(generate::AudioToAudioArgs),
+    /// Walk from one PROMPT:SEED to another in clips (interpolated text,
+    /// spherically interpolated noise) and join them into one file.
+    Interpolate(generate::InterpolateArgs),
+    /// Time Stable Diffusion sampling (SD 1.5 architecture, random
+    /// weights): seconds per step, VAE decode, peak memory.
+    BenchSd(bench::BenchSdArgs),
 }
 
 /// Default log filter: our messages at `info`; the decoders' own logs are
@@ -96,5 +111,9 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Classify(a) => raga::classify(a),
         Command::Evaluate(a) => raga::evaluate(a),
         Command::Analyze(a) => analyze::analyze(a),
+        Command::Generate(a) => generate::generate(a),
+        Command::AudioToAudio(a) => generate::audio_to_audio(a),
+        Command::Interpolate(a) => generate::interpolate(a),
+        Command::BenchSd(a) => bench::bench_sd(a),
     }
 }

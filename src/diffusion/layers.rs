@@ -116,6 +116,11 @@ impl Module for LayerNorm {
     }
 }
 
+/// Score-matrix budget above which attention is computed in chunks of query
+/// rows when no slice size is set (32 MiB: large enough for full-speed
+/// matrix products, small enough to stay in reused heap memory).
+pub const AUTO_SLICE_BYTES: usize = 16 << 20;
+
 /// Multi-head scaled dot-product attention with diffusers' `to_q`, `to_k`,
 /// `to_v`, `to_out.0` projections.
 #[derive(Debug, Clone)]
@@ -126,7 +131,9 @@ pub struct Attention {
     to_out: Linear,
     heads: usize,
     scale: f64,
-    /// Batch x heads processed at once; `None` for all (faster, more memory).
+    /// Batch x heads processed at once (diffusers' attention slicing);
+    /// `None`: all heads, in chunks of query rows when the score matrices
+    /// would exceed [`AUTO_SLICE_BYTES`].
     pub slice_size: Option<usize>,
 }
 
@@ -182,13 +189,39 @@ impl Attention {
 
     fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
         let dtype = q.dtype();
-        let scores = (q.matmul(&k.t()?)? * self.scale)?;
-        let probs = if dtype == DType::F32 || dtype == DType::F64 {
+        // scaling the queries costs a pass over n x d values, not n x m
+        let scores = (q * self.scale)?.matmul(&k.t()?)?;
+        let scores = if dtype == DType::F32 || dtype == DType::F64 {
+            scores
+        } else {
+            scores.to_dtype(DType::F32)?
+        };
+        // the fused kernel has no backward pass: only when nothing is trained
+        let probs = if q.track_op() || k.track_op() || v.track_op() {
             candle_nn::ops::softmax(&scores, D::Minus1)?
         } else {
-            candle_nn::ops::softmax(&scores.to_dtype(DType::F32)?, D::Minus1)?.to_dtype(dtype)?
+            candle_nn::ops::softmax_last_dim(&scores)?
         };
-        probs.matmul(v)
+        probs.to_dtype(dtype)?.matmul(v)
+    }
+
+    /// Attention over query rows in chunks whose score matrices stay within
+    /// [`AUTO_SLICE_BYTES`] (the same result, bounded memory).
+    fn attend_chunked(&self, q: &Tensor, k: &Tensor, v: &Tensor, budget: usize) -> Result<Tensor> {
+        let (bh, n, _) = q.dims3()?;
+        let m = k.dim(1)?;
+        let rows = (budget / (bh * m * 4)).max(1);
+        if rows >= n {
+            return self.attend(q, k, v);
+        }
+        let mut parts = Vec::with_capacity(n.div_ceil(rows));
+        let mut i = 0;
+        while i < n {
+            let len = rows.min(n - i);
+            parts.push(self.attend(&q.narrow(1, i, len)?, k, v)?);
+            i += len;
+        }
+        Tensor::cat(&parts, 1)
     }
 
     /// `x` is `[batch, tokens, query_dim]`; `context` (cross-attention) is
@@ -215,7 +248,7 @@ impl Attention {
                 }
                 Tensor::cat(&parts, 0)?
             }
-            _ => self.attend(&q, &k, &v)?,
+            _ => self.attend_chunked(&q, &k, &v, AUTO_SLICE_BYTES)?,
         };
         let d = out.dim(2)?;
         let out = out
@@ -410,7 +443,15 @@ mod tests {
         );
         att.slice_size = Some(4);
         let sliced = att.forward(&x, Some(&ctx)).unwrap();
-        let d = (full - sliced).unwrap().abs().unwrap().max_all().unwrap();
+        let d = (&full - sliced).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(d.to_scalar::<f32>().unwrap() < 1e-6);
+        // query-row chunks: 2 rows at a time
+        let q = att.split_heads(&att.to_q.forward(&x).unwrap()).unwrap();
+        let k = att.split_heads(&att.to_k.forward(&ctx).unwrap()).unwrap();
+        let v = att.split_heads(&att.to_v.forward(&ctx).unwrap()).unwrap();
+        let whole = att.attend(&q, &k, &v).unwrap();
+        let chunked = att.attend_chunked(&q, &k, &v, 6 * 4 * 4 * 2).unwrap();
+        let d = (whole - chunked).unwrap().abs().unwrap().max_all().unwrap();
         assert!(d.to_scalar::<f32>().unwrap() < 1e-6);
     }
 }

@@ -14,12 +14,15 @@
 //! schedulers/     DDIM, PNDM, Euler ancestral, DPM-Solver++ (2M), noise
 //! checkpoint.rs   the diffusers folder -> StableDiffusion
 //! pipeline.rs     txt2img, img2img, masks, interpolation
+//! longform.rs     wide spectrograms: long-form generation, audio-to-audio
 //! ```
 
+pub mod bench;
 pub mod checkpoint;
 pub mod clip;
 pub mod config;
 pub mod layers;
+pub mod longform;
 pub mod pipeline;
 pub mod schedulers;
 pub mod tokenizer;

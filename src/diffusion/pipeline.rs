@@ -10,6 +10,7 @@ use candle_core::{DType, Device, Tensor};
 
 use super::checkpoint::StableDiffusion;
 use super::schedulers::{NoiseSource, Sampler, SamplerKind};
+use super::unet::Unet;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::spectrogram::SpectrogramImage;
@@ -162,63 +163,9 @@ impl StableDiffusion {
         noise: &mut dyn NoiseSource,
         progress: &dyn Progress,
     ) -> Result<Tensor> {
-        let unet_dtype = self.unet.dtype();
-        let mut latents = latents.to_dtype(DType::F32).map_err(terr("latents"))?;
-        let (context, guided) = match &text.uncond {
-            Some(u) if guidance > 1.0 => (
-                Tensor::cat(&[u, &text.cond], 0).map_err(terr("text"))?,
-                true,
-            ),
-            _ => (text.cond.clone(), false),
-        };
-        let context = context.to_dtype(unet_dtype).map_err(terr("text"))?;
-        let n = sampler.timesteps().len();
-        for i in start..n {
-            let t = sampler.timesteps()[i];
-            let input = sampler
-                .scale_model_input(&latents, i)
-                .and_then(|x| {
-                    if guided {
-                        Tensor::cat(&[&x, &x], 0)
-                    } else {
-                        Ok(x)
-                    }
-                })
-                .and_then(|x| x.to_dtype(unet_dtype))
-                .map_err(terr("UNet input"))?;
-            let ts = Tensor::new(&[t as f32], latents.device()).map_err(terr("timestep"))?;
-            let out = self
-                .unet
-                .forward(&input, &ts, &context)
-                .and_then(|o| o.to_dtype(DType::F32))
-                .map_err(terr("UNet"))?;
-            let eps = if guided {
-                let b = latents.dim(0).map_err(terr("latents"))?;
-                let u = out.narrow(0, 0, b).map_err(terr("guidance"))?;
-                let c = out.narrow(0, b, b).map_err(terr("guidance"))?;
-                ((&c - &u).and_then(|d| d * guidance))
-                    .and_then(|d| u + d)
-                    .map_err(terr("guidance"))?
-            } else {
-                out
-            };
-            latents = sampler.step(&eps, i, &latents, noise)?;
-            if let Some(p) = inpaint {
-                let original = if i + 1 < n {
-                    sampler
-                        .add_noise(&p.original, &p.noise, i + 1)
-                        .map_err(terr("mask"))?
-                } else {
-                    p.original.clone()
-                };
-                latents = blend(&original, &latents, &p.keep).map_err(terr("mask"))?;
-            }
-            check_finite(&latents, i)?;
-            if !progress.advance(1) {
-                return Err(Error::Cancelled);
-            }
-        }
-        Ok(latents)
+        denoise_with(
+            &self.unet, sampler, latents, start, text, guidance, inpaint, noise, progress,
+        )
     }
 
     /// Text to latents: from `init` (unit-variance noise, e.g. from
@@ -286,13 +233,44 @@ impl StableDiffusion {
         noise: &mut dyn NoiseSource,
         progress: &dyn Progress,
     ) -> Result<Tensor> {
+        let original = self.encode_image(image, noise)?;
+        progress.start(self.img2img_steps(settings, strength)? as u64, "denoising");
+        let out = self.img2img_latents(settings, text, &original, strength, keep, noise, progress);
+        progress.finish();
+        out
+    }
+
+    /// How many UNet steps an img2img run at `strength` takes.
+    pub fn img2img_steps(&self, settings: &SampleSettings, strength: f64) -> Result<usize> {
+        let n = settings
+            .sampler
+            .build(&self.scheduler, settings.steps)?
+            .timesteps()
+            .len();
+        let init_steps =
+            ((settings.steps as f64 * strength.clamp(0.0, 1.0)) as usize).min(settings.steps);
+        Ok(n.saturating_sub(settings.steps - init_steps))
+    }
+
+    /// [`Self::img2img`] from already encoded, scaled latents; counts steps
+    /// on `progress` without starting or finishing it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn img2img_latents(
+        &self,
+        settings: &SampleSettings,
+        text: &Conditioning,
+        original: &Tensor,
+        strength: f64,
+        keep: Option<&Tensor>,
+        noise: &mut dyn NoiseSource,
+        progress: &dyn Progress,
+    ) -> Result<Tensor> {
         if !(0.0..=1.0).contains(&strength) || strength.is_nan() {
             return Err(Error::param(
                 "strength",
                 format!("must be in [0, 1], got {strength}"),
             ));
         }
-        let original = self.encode_image(image, noise)?;
         let mut sampler = settings.sampler.build(&self.scheduler, settings.steps)?;
         let init_steps = ((settings.steps as f64 * strength) as usize).min(settings.steps);
         let start = settings.steps - init_steps;
@@ -301,18 +279,17 @@ impl StableDiffusion {
         let fresh = noise.noise(&shape, original.device())?;
         let text = text.repeat_to(shape[0])?;
         if start >= n {
-            return Ok(original);
+            return Ok(original.clone());
         }
         let latents = sampler
-            .add_noise(&original, &fresh, start)
+            .add_noise(original, &fresh, start)
             .map_err(terr("img2img noise"))?;
         let inpaint = keep.map(|k| Inpaint {
             original: original.clone(),
             keep: k.clone(),
             noise: fresh.clone(),
         });
-        progress.start((n - start) as u64, "denoising");
-        let out = self.denoise(
+        self.denoise(
             sampler.as_mut(),
             latents,
             start,
@@ -321,9 +298,7 @@ impl StableDiffusion {
             inpaint.as_ref(),
             noise,
             progress,
-        );
-        progress.finish();
-        out
+        )
     }
 
     /// Encodes images in [-1, 1] to scaled latents, sampling the posterior
@@ -362,6 +337,79 @@ impl Conditioning {
             ))
         }
     }
+}
+
+/// The sampling loop with classifier-free guidance and optional
+/// inpainting: runs `sampler` from position `start` of its timesteps;
+/// `latents` must already be at that position's noise level.
+#[allow(clippy::too_many_arguments)]
+pub fn denoise_with(
+    unet: &Unet,
+    sampler: &mut dyn Sampler,
+    latents: Tensor,
+    start: usize,
+    text: &Conditioning,
+    guidance: f64,
+    inpaint: Option<&Inpaint>,
+    noise: &mut dyn NoiseSource,
+    progress: &dyn Progress,
+) -> Result<Tensor> {
+    let unet_dtype = unet.dtype();
+    let mut latents = latents.to_dtype(DType::F32).map_err(terr("latents"))?;
+    let (context, guided) = match &text.uncond {
+        Some(u) if guidance > 1.0 => (
+            Tensor::cat(&[u, &text.cond], 0).map_err(terr("text"))?,
+            true,
+        ),
+        _ => (text.cond.clone(), false),
+    };
+    let context = context.to_dtype(unet_dtype).map_err(terr("text"))?;
+    let n = sampler.timesteps().len();
+    for i in start..n {
+        let t = sampler.timesteps()[i];
+        let input = sampler
+            .scale_model_input(&latents, i)
+            .and_then(|x| {
+                if guided {
+                    Tensor::cat(&[&x, &x], 0)
+                } else {
+                    Ok(x)
+                }
+            })
+            .and_then(|x| x.to_dtype(unet_dtype))
+            .map_err(terr("UNet input"))?;
+        let ts = Tensor::new(&[t as f32], latents.device()).map_err(terr("timestep"))?;
+        let out = unet
+            .forward(&input, &ts, &context)
+            .and_then(|o| o.to_dtype(DType::F32))
+            .map_err(terr("UNet"))?;
+        let eps = if guided {
+            let b = latents.dim(0).map_err(terr("latents"))?;
+            let u = out.narrow(0, 0, b).map_err(terr("guidance"))?;
+            let c = out.narrow(0, b, b).map_err(terr("guidance"))?;
+            ((&c - &u).and_then(|d| d * guidance))
+                .and_then(|d| u + d)
+                .map_err(terr("guidance"))?
+        } else {
+            out
+        };
+        latents = sampler.step(&eps, i, &latents, noise)?;
+        if let Some(p) = inpaint {
+            let original = if i + 1 < n {
+                sampler
+                    .add_noise(&p.original, &p.noise, i + 1)
+                    .map_err(terr("mask"))?
+            } else {
+                p.original.clone()
+            };
+            latents = blend(&original, &latents, &p.keep).map_err(terr("mask"))?;
+        }
+        check_finite(&latents, i)?;
+        if !progress.advance(1) {
+            return Err(Error::Cancelled);
+        }
+    }
+    Ok(latents)
 }
 
 fn blend(original: &Tensor, generated: &Tensor, keep: &Tensor) -> candle_core::Result<Tensor> {

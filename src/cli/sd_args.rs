@@ -1,0 +1,212 @@
+//! What the Stable Diffusion verbs share: model loading flags, sampler
+//! flags, output flags, and writing WAV + PNG + JSON sidecar.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use candle_core::{DType, Device, Tensor};
+use clap::Args;
+use ragafusion::audio::{write_wav, WavFormat};
+use ragafusion::diffusion::pipeline::images_to_rgb;
+use ragafusion::diffusion::{LoadOptions, SamplerKind, StableDiffusion};
+use ragafusion::fsutil::write_json_atomic;
+use ragafusion::spectrogram::image::DEFAULT_MAX_VALUE;
+use ragafusion::spectrogram::{
+    write_png, InversionSettings, LoadedImage, Quality, SpectrogramConverter, SpectrogramParams,
+};
+use serde_json::json;
+
+use super::progress_bar::Bar;
+
+/// Where the model comes from and how it runs.
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// Checkpoint folder in the diffusers layout (model_index.json, unet/,
+    /// vae/, text_encoder/, tokenizer/, scheduler/).
+    #[arg(long)]
+    pub(super) model: PathBuf,
+    /// `cpu`, or `cuda` / `cuda:N` (a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub(super) device: String,
+    /// Compute precision of the UNet and text encoder: f32, f16 or bf16
+    /// (bf16 on CUDA only); the VAE stays f32.
+    #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "bf16"])]
+    pub(super) dtype: String,
+    /// Weights variant to prefer, e.g. `fp16` for
+    /// diffusion_pytorch_model.fp16.safetensors.
+    #[arg(long)]
+    variant: Option<String>,
+    /// Attention computed for this many batch x head slices at a time
+    /// (less memory); default: automatic.
+    #[arg(long)]
+    attention_slice: Option<usize>,
+}
+
+impl ModelArgs {
+    pub(super) fn load(&self) -> anyhow::Result<(StableDiffusion, f64)> {
+        let device = parse_device(&self.device)?;
+        let dtype = match self.dtype.as_str() {
+            "f16" => DType::F16,
+            "bf16" => DType::BF16,
+            _ => DType::F32,
+        };
+        if dtype == DType::BF16 && device.is_cpu() {
+            bail!("--dtype bf16 needs a CUDA device (candle has no bf16 matrix product on the CPU); use f32 or f16");
+        }
+        let t0 = Instant::now();
+        let opts = LoadOptions {
+            dtype,
+            vae_dtype: DType::F32,
+            device,
+            variant: self.variant.clone(),
+        };
+        let mut sd = StableDiffusion::load(&self.model, &opts)
+            .with_context(|| format!("loading the checkpoint {}", self.model.display()))?;
+        if self.attention_slice.is_some() {
+            sd.unet.set_attention_slice(self.attention_slice);
+        }
+        Ok((sd, t0.elapsed().as_secs_f64()))
+    }
+}
+
+pub(super) fn parse_device(spec: &str) -> anyhow::Result<Device> {
+    match spec {
+        "cpu" => Ok(Device::Cpu),
+        s if s == "cuda" || s.starts_with("cuda:") => {
+            let ordinal: usize = s
+                .strip_prefix("cuda:")
+                .map(|n| n.parse())
+                .transpose()
+                .with_context(|| format!("--device {s}: expected cuda:N"))?
+                .unwrap_or(0);
+            Device::new_cuda(ordinal)
+                .with_context(|| format!("--device {s} (is this a build with --features cuda?)"))
+        }
+        other => bail!("--device {other}: expected cpu, cuda or cuda:N"),
+    }
+}
+
+pub(super) fn parse_scheduler(s: &str) -> Result<SamplerKind, String> {
+    SamplerKind::parse(s).map_err(|e| e.to_string())
+}
+
+/// Sampler settings shared by the verbs.
+#[derive(Debug, Args)]
+pub struct SamplingArgs {
+    /// Sampler: ddim, pndm (riffusion's default), euler-a or dpmpp-2m.
+    #[arg(long, default_value = "pndm", value_parser = parse_scheduler)]
+    pub(super) scheduler: SamplerKind,
+    /// Classifier-free guidance scale (1 disables guidance).
+    #[arg(long, default_value_t = 7.0)]
+    pub(super) guidance: f64,
+    /// Negative prompt (what to steer away from); default the empty prompt.
+    #[arg(long)]
+    pub(super) negative: Option<String>,
+    /// Seed of the initial noise (and of Euler ancestral's noise).
+    #[arg(long, default_value_t = 42)]
+    pub(super) seed: u64,
+}
+
+/// Output settings shared by the verbs.
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Output folder (created if needed).
+    #[arg(long, default_value = "out")]
+    pub(super) out: PathBuf,
+    /// Base name of the output files; default from the prompt and seed.
+    #[arg(long)]
+    pub(super) name: Option<String>,
+    /// Spectrogram to audio trade-off.
+    #[arg(long, value_enum, default_value_t = Quality::Fast)]
+    pub(super) quality: Quality,
+}
+
+/// A file-name-safe slug of a prompt.
+pub(super) fn slug(text: &str) -> String {
+    let mut s = String::new();
+    for c in text.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() {
+            s.push(c);
+        } else if !s.ends_with('-') && !s.is_empty() {
+            s.push('-');
+        }
+        if s.len() >= 40 {
+            break;
+        }
+    }
+    let s = s.trim_matches('-').to_string();
+    if s.is_empty() {
+        "unconditional".into()
+    } else {
+        s
+    }
+}
+
+pub(super) fn px_of_ms(params: &SpectrogramParams, ms: f64) -> usize {
+    (ms / params.step_ms as f64).round() as usize
+}
+
+/// Writes `name`.png (decoded image + EXIF), `name`.wav and `name`.json.
+pub(super) fn write_outputs(
+    output: &OutputArgs,
+    name: &str,
+    image: &Tensor,
+    params: &SpectrogramParams,
+    seed: u64,
+    mut sidecar: serde_json::Value,
+    bar: &Bar,
+) -> anyhow::Result<PathBuf> {
+    let (out, quality) = (output.out.as_path(), output.quality);
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let rgb = images_to_rgb(image)?.remove(0);
+    let png = out.join(format!("{name}.png"));
+    write_png(&png, &rgb, params, DEFAULT_MAX_VALUE)?;
+    let t0 = Instant::now();
+    let converter = SpectrogramConverter::new(params.clone())?;
+    let settings = InversionSettings {
+        quality,
+        seed,
+        ..InversionSettings::default()
+    };
+    let loaded = LoadedImage {
+        image: rgb,
+        params: params.clone(),
+        max_value: Some(DEFAULT_MAX_VALUE),
+        has_exif: true,
+        exif: Default::default(),
+    };
+    let audio = converter.audio_from_image(&loaded, &settings.options(params), bar)?;
+    let wav = out.join(format!("{name}.wav"));
+    write_wav(&wav, &audio, WavFormat::Pcm16)?;
+    sidecar["timings_s"]["audio"] = json!(t0.elapsed().as_secs_f64());
+    sidecar["duration_s"] = json!(audio.duration_s());
+    sidecar["files"] = json!({"wav": format!("{name}.wav"), "png": format!("{name}.png")});
+    let json_path = out.join(format!("{name}.json"));
+    write_json_atomic(&json_path, &sidecar)?;
+    println!("{}", wav.display());
+    Ok(wav)
+}
+
+pub(super) fn model_record(
+    args: &ModelArgs,
+    sd: &StableDiffusion,
+) -> anyhow::Result<serde_json::Value> {
+    Ok(json!({
+        "path": args.model.display().to_string(),
+        "content_hash": sd.content_hash()?,
+        "device": args.device,
+        "dtype": args.dtype,
+    }))
+}
+
+pub(super) fn height_px(sd: &StableDiffusion, params: &SpectrogramParams) -> anyhow::Result<usize> {
+    let h = params.num_mel_bins as usize;
+    if h % sd.vae_scale() != 0 {
+        bail!(
+            "the spectrogram height ({h} mel bins) is not a multiple of the VAE scale {}",
+            sd.vae_scale()
+        );
+    }
+    Ok(h)
+}
