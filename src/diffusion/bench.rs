@@ -15,6 +15,7 @@ use serde::Serialize;
 use super::config::{UnetConfig, VaeConfig};
 use super::pipeline::{Conditioning, SampleSettings};
 use super::schedulers::{NoiseSource, SeededNoise};
+use super::terr;
 use super::unet::Unet;
 use super::vae::Vae;
 use crate::error::{Error, Result};
@@ -135,13 +136,6 @@ pub fn peak_rss_mib() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
-}
-
-fn terr(context: &'static str) -> impl Fn(candle_core::Error) -> Error {
-    move |e| Error::Tensor {
-        context: context.into(),
-        reason: e.to_string(),
-    }
 }
 
 /// Builds random-weight models and times a text-to-image run (random text

@@ -13,15 +13,9 @@ use candle_core::{DType, Device, Tensor};
 use super::checkpoint::StableDiffusion;
 use super::pipeline::{Conditioning, Inpaint, SampleSettings};
 use super::schedulers::NoiseSource;
+use super::terr;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
-
-fn terr(context: &'static str) -> impl Fn(candle_core::Error) -> Error {
-    move |e| Error::Tensor {
-        context: context.into(),
-        reason: e.to_string(),
-    }
-}
 
 /// How a wide spectrogram is cut into model clips.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -34,3 +34,12 @@ pub mod weights;
 pub use checkpoint::{LoadOptions, StableDiffusion};
 pub use pipeline::{Conditioning, Inpaint, SampleSettings};
 pub use schedulers::{NoiseSource, RecordedNoise, SamplerKind, SchedulerConfig, SeededNoise};
+
+/// Wraps a candle error as [`crate::Error::Tensor`] with what was being
+/// computed.
+pub(crate) fn terr(context: &'static str) -> impl Fn(candle_core::Error) -> crate::Error {
+    move |e| crate::Error::Tensor {
+        context: context.into(),
+        reason: e.to_string(),
+    }
+}

@@ -10,17 +10,11 @@ use candle_core::{DType, Device, Tensor};
 
 use super::checkpoint::StableDiffusion;
 use super::schedulers::{NoiseSource, Sampler, SamplerKind};
+use super::terr;
 use super::unet::Unet;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::spectrogram::SpectrogramImage;
-
-fn terr(context: &'static str) -> impl Fn(candle_core::Error) -> Error {
-    move |e| Error::Tensor {
-        context: context.into(),
-        reason: e.to_string(),
-    }
-}
 
 /// Text conditioning of a batch: the prompt's embeddings and, for guidance,
 /// the negative (or empty) prompt's.

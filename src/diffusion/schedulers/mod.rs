@@ -308,13 +308,18 @@ pub trait Sampler: Send {
     /// The model-call timesteps, in calling order.
     fn timesteps(&self) -> &[f64];
     /// Standard deviation to scale unit-variance initial noise by.
-    fn init_noise_sigma(&self) -> f64;
-    /// The UNet input for the step at position `index`.
+    fn init_noise_sigma(&self) -> f64 {
+        1.0
+    }
+    /// The UNet input for the step at position `index` (the sample itself
+    /// unless the sampler works in sigma space).
     fn scale_model_input(
         &self,
         sample: &candle_core::Tensor,
-        index: usize,
-    ) -> candle_core::Result<candle_core::Tensor>;
+        _index: usize,
+    ) -> candle_core::Result<candle_core::Tensor> {
+        Ok(sample.clone())
+    }
     /// One step from `sample` given the model output at position `index`.
     fn step(
         &mut self,

@@ -110,12 +110,6 @@ impl Sampler for Ddim {
     fn timesteps(&self) -> &[f64] {
         &self.timesteps
     }
-    fn init_noise_sigma(&self) -> f64 {
-        1.0
-    }
-    fn scale_model_input(&self, sample: &Tensor, _index: usize) -> candle_core::Result<Tensor> {
-        Ok(sample.clone())
-    }
     fn step(
         &mut self,
         model_output: &Tensor,
@@ -233,12 +227,6 @@ impl Pndm {
 impl Sampler for Pndm {
     fn timesteps(&self) -> &[f64] {
         &self.timesteps
-    }
-    fn init_noise_sigma(&self) -> f64 {
-        1.0
-    }
-    fn scale_model_input(&self, sample: &Tensor, _index: usize) -> candle_core::Result<Tensor> {
-        Ok(sample.clone())
     }
     fn step(
         &mut self,
@@ -416,12 +404,6 @@ impl DpmSolverPp2m {
 impl Sampler for DpmSolverPp2m {
     fn timesteps(&self) -> &[f64] {
         &self.timesteps
-    }
-    fn init_noise_sigma(&self) -> f64 {
-        1.0
-    }
-    fn scale_model_input(&self, sample: &Tensor, _index: usize) -> candle_core::Result<Tensor> {
-        Ok(sample.clone())
     }
     fn step(
         &mut self,
