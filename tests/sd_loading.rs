@@ -2,7 +2,11 @@
 //! errors that name the file and the tensor; fp16 weights load into f32
 //! models and f32 weights into f16 / bf16 models.
 
+mod common;
+
 use std::path::{Path, PathBuf};
+
+use common::copy_dir;
 
 use candle_core::{DType, Device, Tensor};
 use ragafusion::diffusion::weights::{write_safetensors, WeightStore};
@@ -11,19 +15,6 @@ use ragafusion::NoProgress;
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sd-tiny")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 /// A writable copy of the fixture.

@@ -2,7 +2,11 @@
 //! (tests/data/sd-tiny, made by tools/make_sd_fixtures.py, which also wrote
 //! the reference outputs in tests/data/sd-tiny-reference.safetensors).
 
+mod common;
+
 use std::path::{Path, PathBuf};
+
+use common::copy_dir;
 
 use candle_core::{DType, Device, Tensor};
 use ragafusion::diffusion::pipeline::slerp;
@@ -265,17 +269,4 @@ fn interpolation_matches_the_reference() {
         .unwrap();
     let d = max_diff(&out, &get(&r, "interp.out"));
     assert!(d <= 1e-3, "interpolation max diff {d}");
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }

@@ -4,8 +4,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::bail;
-use candle_core::DType;
 use clap::Args;
 use ragafusion::diffusion::bench::{run_benchmark, BenchConfig};
 use ragafusion::diffusion::config::{UnetConfig, VaeConfig};
@@ -14,7 +12,7 @@ use ragafusion::fsutil::write_json_atomic;
 use serde_json::json;
 
 use super::progress_bar::Bar;
-use super::sd_args::{parse_device, parse_scheduler};
+use super::sd_args::{parse_device_dtype, parse_scheduler};
 
 /// Arguments of `bench-sd`.
 #[derive(Debug, Args)]
@@ -50,15 +48,7 @@ pub struct BenchSdArgs {
 
 /// Runs `bench-sd`.
 pub fn bench_sd(a: BenchSdArgs) -> anyhow::Result<ExitCode> {
-    let device = parse_device(&a.device)?;
-    let dtype = match a.dtype.as_str() {
-        "f16" => DType::F16,
-        "bf16" => DType::BF16,
-        _ => DType::F32,
-    };
-    if dtype == DType::BF16 && device.is_cpu() {
-        bail!("--dtype bf16 needs a CUDA device");
-    }
+    let (device, dtype) = parse_device_dtype(&a.device, &a.dtype)?;
     let cfg = BenchConfig {
         unet: UnetConfig::sd15(),
         vae: VaeConfig::sd15(),

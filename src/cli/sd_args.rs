@@ -45,15 +45,7 @@ pub struct ModelArgs {
 
 impl ModelArgs {
     pub(super) fn load(&self) -> anyhow::Result<(StableDiffusion, f64)> {
-        let device = parse_device(&self.device)?;
-        let dtype = match self.dtype.as_str() {
-            "f16" => DType::F16,
-            "bf16" => DType::BF16,
-            _ => DType::F32,
-        };
-        if dtype == DType::BF16 && device.is_cpu() {
-            bail!("--dtype bf16 needs a CUDA device (candle has no bf16 matrix product on the CPU); use f32 or f16");
-        }
+        let (device, dtype) = parse_device_dtype(&self.device, &self.dtype)?;
         let t0 = Instant::now();
         let opts = LoadOptions {
             dtype,
@@ -70,7 +62,21 @@ impl ModelArgs {
     }
 }
 
-pub(super) fn parse_device(spec: &str) -> anyhow::Result<Device> {
+/// `--device` and `--dtype` together: bf16 is refused on the CPU.
+pub(super) fn parse_device_dtype(device: &str, dtype: &str) -> anyhow::Result<(Device, DType)> {
+    let device = parse_device(device)?;
+    let dtype = match dtype {
+        "f16" => DType::F16,
+        "bf16" => DType::BF16,
+        _ => DType::F32,
+    };
+    if dtype == DType::BF16 && device.is_cpu() {
+        bail!("--dtype bf16 needs a CUDA device (candle has no bf16 matrix product on the CPU); use f32 or f16");
+    }
+    Ok((device, dtype))
+}
+
+fn parse_device(spec: &str) -> anyhow::Result<Device> {
     match spec {
         "cpu" => Ok(Device::Cpu),
         s if s == "cuda" || s.starts_with("cuda:") => {

@@ -479,19 +479,10 @@ pub fn images_to_rgb(images: &Tensor) -> Result<Vec<SpectrogramImage>> {
             height: h,
             rgb: x[i * h * w * 3..(i + 1) * h * w * 3]
                 .iter()
-                .map(|v| round_half_even(v * 255.0) as u8)
+                .map(|&v| super::schedulers::round_even((v * 255.0) as f64) as u8)
                 .collect(),
         })
         .collect())
-}
-
-fn round_half_even(x: f32) -> f32 {
-    let r = x.round();
-    if (x - x.trunc()).abs() == 0.5 && r % 2.0 != 0.0 {
-        r - x.signum()
-    } else {
-        r
-    }
 }
 
 /// 8-bit RGB images to a `[batch, 3, H, W]` tensor in [-1, 1].

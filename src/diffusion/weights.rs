@@ -244,70 +244,27 @@ fn read_pickle(file: &Path, device: &Device) -> Result<HashMap<String, Tensor>> 
     Ok(out)
 }
 
-/// Writes tensors as a safetensors file (atomically), for tests, exports
-/// and `--init-latents` files.
-pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
-    let err = |e: candle_core::Error| Error::Tensor {
-        context: path.display().to_string(),
-        reason: e.to_string(),
-    };
+/// Tensors as the bytes of a safetensors file (copied to the CPU first).
+pub fn safetensors_bytes(tensors: &[(String, Tensor)], context: &Path) -> Result<Vec<u8>> {
     let mut data = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
         let t = t
             .to_device(&Device::Cpu)
-            .map_err(err)?
-            .contiguous()
-            .map_err(err)?;
-        data.push((name.clone(), t));
+            .and_then(|t| t.contiguous())
+            .map_err(|e| Error::Tensor {
+                context: format!("{}: tensor `{name}`", context.display()),
+                reason: e.to_string(),
+            })?;
+        data.push((name.as_str(), t));
     }
-    let bytes = safetensors::serialize(data.iter().map(|(n, t)| (n.as_str(), StView(t))), None)
-        .map_err(|e| checkpoint_err(path, e.to_string()))?;
-    crate::fsutil::write_bytes_atomic(path, &bytes)
+    safetensors::serialize(data.iter().map(|(n, t)| (*n, t)), None)
+        .map_err(|e| checkpoint_err(context, e.to_string()))
 }
 
-/// A candle tensor seen as a safetensors view.
-struct StView<'a>(&'a Tensor);
-
-impl safetensors::View for StView<'_> {
-    fn dtype(&self) -> safetensors::Dtype {
-        match self.0.dtype() {
-            DType::F16 => safetensors::Dtype::F16,
-            DType::BF16 => safetensors::Dtype::BF16,
-            DType::F64 => safetensors::Dtype::F64,
-            DType::I64 => safetensors::Dtype::I64,
-            DType::U8 => safetensors::Dtype::U8,
-            DType::U32 => safetensors::Dtype::U32,
-            _ => safetensors::Dtype::F32,
-        }
-    }
-    fn shape(&self) -> &[usize] {
-        self.0.dims()
-    }
-    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
-        std::borrow::Cow::Owned(tensor_bytes(self.0))
-    }
-    fn data_len(&self) -> usize {
-        self.0.elem_count() * self.0.dtype().size_in_bytes()
-    }
-}
-
-fn tensor_bytes(t: &Tensor) -> Vec<u8> {
-    fn raw<T: candle_core::WithDType + bytemuck::Pod>(t: &Tensor) -> Vec<u8> {
-        let v: Vec<T> = t
-            .flatten_all()
-            .and_then(|f| f.to_vec1())
-            .unwrap_or_default();
-        bytemuck::cast_slice(&v).to_vec()
-    }
-    match t.dtype() {
-        DType::F16 => raw::<half::f16>(t),
-        DType::BF16 => raw::<half::bf16>(t),
-        DType::F64 => raw::<f64>(t),
-        DType::I64 => raw::<i64>(t),
-        DType::U8 => raw::<u8>(t),
-        DType::U32 => raw::<u32>(t),
-        _ => raw::<f32>(t),
-    }
+/// Writes tensors as a safetensors file (atomically), for tests, exports
+/// and `--init-latents` files.
+pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
+    crate::fsutil::write_bytes_atomic(path, &safetensors_bytes(tensors, path)?)
 }
 
 #[cfg(test)]

@@ -19,8 +19,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::pitch_image::{pitch_image, PitchAxis, PitchImage};
+use crate::diffusion::weights::write_safetensors;
 use crate::error::{Error, Result};
-use crate::fsutil::{read_bytes, write_bytes_atomic, write_json_atomic};
+use crate::fsutil::{read_bytes, write_json_atomic};
 use crate::spectrogram::{SpectrogramImage, SpectrogramParams};
 
 /// The `kind` written in a CNN's config.json.
@@ -293,10 +294,12 @@ impl CnnModel {
 
     /// Writes `config.json` and `model.safetensors` into `dir`.
     pub fn save(&self, dir: &Path) -> Result<()> {
-        write_bytes_atomic(
-            &dir.join("model.safetensors"),
-            &safetensors_bytes(&self.params)?,
-        )?;
+        let tensors: Vec<(String, Tensor)> = self
+            .params
+            .iter()
+            .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+            .collect();
+        write_safetensors(&dir.join("model.safetensors"), &tensors)?;
         write_json_atomic(&dir.join("config.json"), &self.config)
     }
 
@@ -406,30 +409,6 @@ fn max_pool_2x2(x: &Tensor) -> candle_core::Result<Tensor> {
 }
 
 /// Serialises named f32 variables to safetensors bytes.
-fn safetensors_bytes(params: &[(String, Var)]) -> Result<Vec<u8>> {
-    let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-    for (name, t) in params {
-        let values = t
-            .flatten_all()
-            .and_then(|f| f.to_vec1::<f32>())
-            .map_err(tensor_err(name))?;
-        owned.push((
-            name.clone(),
-            t.dims().to_vec(),
-            bytemuck::cast_slice(&values).to_vec(),
-        ));
-    }
-    let views: Vec<(String, safetensors::tensor::TensorView)> = owned
-        .iter()
-        .map(|(n, shape, data)| {
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
-                .map(|v| (n.clone(), v))
-                .map_err(|e| Error::param("tensor", format!("{n}: {e}")))
-        })
-        .collect::<Result<_>>()?;
-    safetensors::serialize(views, None).map_err(|e| Error::param("tensor", e.to_string()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -209,7 +209,7 @@ fn linspace(start: f64, end: f64, n: usize) -> Vec<f64> {
 }
 
 /// numpy's round (half to even).
-fn round_even(x: f64) -> f64 {
+pub(crate) fn round_even(x: f64) -> f64 {
     let r = x.round();
     if (x - x.trunc()).abs() == 0.5 && r % 2.0 != 0.0 {
         r - x.signum()

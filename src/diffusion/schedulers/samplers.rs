@@ -71,11 +71,40 @@ fn sigmas_at(abar: &[f64], timesteps: &[f64]) -> Vec<f64> {
     out
 }
 
+/// Alpha-bar per training timestep, and the value after the last step
+/// (1 with `set_alpha_to_one`, else alpha-bar of step 0), for the samplers
+/// that step between discrete timesteps.
+#[derive(Debug, Clone)]
+struct AlphaBars {
+    abar: Vec<f64>,
+    after_last: f64,
+}
+
+impl AlphaBars {
+    fn new(config: &SchedulerConfig) -> Self {
+        let abar = config.alphas_cumprod();
+        let after_last = if config.set_alpha_to_one {
+            1.0
+        } else {
+            abar[0]
+        };
+        Self { abar, after_last }
+    }
+
+    /// Alpha-bar at timestep `t`; negative `t` is past the last step.
+    fn at(&self, t: i64) -> f64 {
+        if t >= 0 {
+            self.abar[t as usize]
+        } else {
+            self.after_last
+        }
+    }
+}
+
 /// DDIM with eta 0 (deterministic).
 #[derive(Debug, Clone)]
 pub struct Ddim {
-    abar: Vec<f64>,
-    final_abar: f64,
+    abar: AlphaBars,
     timesteps: Vec<f64>,
     ratio: usize,
     v_pred: bool,
@@ -85,17 +114,10 @@ pub struct Ddim {
 impl Ddim {
     /// A DDIM run of `steps` steps ("leading" spacing by default).
     pub fn new(config: &SchedulerConfig, steps: usize) -> Self {
-        let abar = config.alphas_cumprod();
-        let final_abar = if config.set_alpha_to_one {
-            1.0
-        } else {
-            abar[0]
-        };
         Self {
             timesteps: spaced_timesteps(config, "leading", steps),
             ratio: config.num_train_timesteps / steps,
-            final_abar,
-            abar,
+            abar: AlphaBars::new(config),
             v_pred: config.v_prediction(),
             clip: if config.clip_sample.unwrap_or(true) {
                 Some(config.clip_sample_range)
@@ -120,12 +142,7 @@ impl Sampler for Ddim {
         let run = || -> candle_core::Result<Tensor> {
             let t = self.timesteps[index] as i64;
             let prev = t - self.ratio as i64;
-            let a_t = self.abar[t as usize];
-            let a_prev = if prev >= 0 {
-                self.abar[prev as usize]
-            } else {
-                self.final_abar
-            };
+            let (a_t, a_prev) = (self.abar.at(t), self.abar.at(prev));
             let (x, out) = (f32_of(sample)?, f32_of(model_output)?);
             let (x0, eps) = if self.v_pred {
                 (
@@ -147,15 +164,14 @@ impl Sampler for Ddim {
         run().map_err(terr)
     }
     fn add_noise(&self, x: &Tensor, noise: &Tensor, index: usize) -> candle_core::Result<Tensor> {
-        noise_to(self.abar[self.timesteps[index] as usize], x, noise)
+        noise_to(self.abar.at(self.timesteps[index] as i64), x, noise)
     }
 }
 
 /// PNDM's pseudo linear multistep method (PLMS), with `skip_prk_steps`.
 #[derive(Debug, Clone)]
 pub struct Pndm {
-    abar: Vec<f64>,
-    final_abar: f64,
+    abar: AlphaBars,
     timesteps: Vec<f64>,
     ratio: i64,
     v_pred: bool,
@@ -175,12 +191,6 @@ impl Pndm {
                  SD and riffusion configs set skip_prk_steps = true",
             ));
         }
-        let abar = config.alphas_cumprod();
-        let final_abar = if config.set_alpha_to_one {
-            1.0
-        } else {
-            abar[0]
-        };
         let mut base = spaced_timesteps(config, "leading", steps);
         base.reverse(); // ascending, as diffusers builds it
         let n = base.len();
@@ -191,8 +201,7 @@ impl Pndm {
         plms.push(base[n - 1]);
         plms.reverse();
         Ok(Self {
-            abar,
-            final_abar,
+            abar: AlphaBars::new(config),
             timesteps: plms,
             ratio: (config.num_train_timesteps / steps) as i64,
             v_pred: config.v_prediction(),
@@ -209,12 +218,7 @@ impl Pndm {
         prev: i64,
         out: &Tensor,
     ) -> candle_core::Result<Tensor> {
-        let a_t = self.abar[t as usize];
-        let a_prev = if prev >= 0 {
-            self.abar[prev as usize]
-        } else {
-            self.final_abar
-        };
+        let (a_t, a_prev) = (self.abar.at(t), self.abar.at(prev));
         let eps = to_epsilon(self.v_pred, out, x, a_t)?;
         let b_t = 1.0 - a_t;
         let b_prev = 1.0 - a_prev;
@@ -273,7 +277,7 @@ impl Sampler for Pndm {
         run().map_err(terr)
     }
     fn add_noise(&self, x: &Tensor, noise: &Tensor, index: usize) -> candle_core::Result<Tensor> {
-        noise_to(self.abar[self.timesteps[index] as usize], x, noise)
+        noise_to(self.abar.at(self.timesteps[index] as i64), x, noise)
     }
 }
 
