@@ -36,6 +36,7 @@ pub mod plot;
 pub mod progress;
 pub mod raga;
 pub mod spectrogram;
+pub mod train;
 
 pub use error::{Error, Result};
 pub use progress::{NoProgress, Progress};

@@ -14,6 +14,9 @@ pub trait Progress: Sync {
     fn advance(&self, done: u64) -> bool;
     /// Reports a one-line message (a skipped file, a warning).
     fn message(&self, text: &str);
+    /// Shows a short, frequently changing status beside the bar (e.g. the
+    /// current loss); ignored by default.
+    fn status(&self, _text: &str) {}
     /// Marks the job finished.
     fn finish(&self);
 }

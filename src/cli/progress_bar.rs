@@ -35,6 +35,10 @@ impl Progress for Bar {
         self.0.suspend(|| eprintln!("{text}"));
     }
 
+    fn status(&self, text: &str) {
+        self.0.set_message(text.to_string());
+    }
+
     fn finish(&self) {
         self.0.finish_and_clear();
     }

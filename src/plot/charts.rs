@@ -1,4 +1,5 @@
-//! Charts drawn on a [`Canvas`]: confusion matrices and horizontal bars.
+//! Charts drawn on a [`Canvas`]: confusion matrices, horizontal bars and
+//! line charts.
 
 use super::canvas::{heat, Canvas, BLACK, GREY, LIGHT_GREY, WHITE};
 
@@ -128,8 +129,117 @@ pub fn bars(
     c
 }
 
+/// A line chart of one or more series of (x, y) points on shared axes,
+/// each series in its own colour with a legend; non-finite points are
+/// skipped.
+pub fn line_chart(title: &str, x_label: &str, series: &[(String, Vec<(f64, f64)>)]) -> Canvas {
+    let (w, h) = (640usize, 360usize);
+    let (left, right, top, bottom) = (70i64, 20i64, 30i64, 40i64);
+    let mut c = Canvas::new(w, h, WHITE);
+    c.text(8, 8, title, BLACK, 1);
+    let pts = || {
+        series
+            .iter()
+            .flat_map(|s| s.1.iter())
+            .filter(|p| p.0.is_finite() && p.1.is_finite())
+    };
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in pts() {
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+        y0 = y0.min(y);
+        y1 = y1.max(y);
+    }
+    if x0 > x1 {
+        c.text(left, h as i64 / 2, "no data", GREY, 1);
+        return c;
+    }
+    if x1 - x0 < 1e-12 {
+        x1 = x0 + 1.0;
+    }
+    if y1 - y0 < 1e-12 {
+        y1 = y0 + 1.0;
+    }
+    let (pw, ph) = (
+        (w as i64 - left - right) as f64,
+        (h as i64 - top - bottom) as f64,
+    );
+    let px = |x: f64| left as f64 + (x - x0) / (x1 - x0) * pw;
+    let py = |y: f64| top as f64 + (1.0 - (y - y0) / (y1 - y0)) * ph;
+    c.stroke_rect(left, top, pw as i64 + 1, ph as i64 + 1, GREY);
+    for i in 0..=4 {
+        let y = y0 + (y1 - y0) * i as f64 / 4.0;
+        let label = format!("{y:.3}");
+        let yy = py(y) as i64;
+        c.line(left as f64 - 4.0, yy as f64, left as f64, yy as f64, GREY);
+        c.text(
+            left - 8 - Canvas::text_width(&label, 1) as i64,
+            yy - 4,
+            &label,
+            BLACK,
+            1,
+        );
+        let x = x0 + (x1 - x0) * i as f64 / 4.0;
+        let label = format!("{x:.0}");
+        let xx = px(x);
+        c.text(
+            xx as i64 - Canvas::text_width(&label, 1) as i64 / 2,
+            top + ph as i64 + 6,
+            &label,
+            BLACK,
+            1,
+        );
+    }
+    c.text(
+        left + pw as i64 / 2 - Canvas::text_width(x_label, 1) as i64 / 2,
+        h as i64 - 14,
+        x_label,
+        BLACK,
+        1,
+    );
+    for (k, (name, points)) in series.iter().enumerate() {
+        let colour = heat(0.2 + 0.6 * k as f32 / series.len().max(1) as f32);
+        let mut prev: Option<(f64, f64)> = None;
+        for &(x, y) in points.iter().filter(|p| p.0.is_finite() && p.1.is_finite()) {
+            let p = (px(x), py(y));
+            if let Some(q) = prev {
+                c.line(q.0, q.1, p.0, p.1, colour);
+            } else {
+                c.put(p.0 as i64, p.1 as i64, colour);
+            }
+            prev = Some(p);
+        }
+        let ly = top + 8 + 12 * k as i64;
+        let lx = w as i64 - right - 8 - Canvas::text_width(name, 1) as i64 - 16;
+        c.fill_rect(lx, ly + 2, 10, 4, colour);
+        c.text(lx + 14, ly, name, BLACK, 1);
+    }
+    c
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn line_chart_draws_each_series() {
+        let a = (
+            "loss".to_string(),
+            vec![(0.0, 1.0), (5.0, 0.5), (10.0, 0.2)],
+        );
+        let c = line_chart("t", "step", std::slice::from_ref(&a));
+        let coloured = |c: &Canvas| {
+            c.rgb
+                .chunks(3)
+                .filter(|p| p[0] != p[1] || p[1] != p[2])
+                .count()
+        };
+        let one = coloured(&c);
+        assert!(one > 100, "{one}");
+        let b = ("aux".to_string(), vec![(0.0, f64::NAN), (10.0, 0.9)]);
+        assert!(coloured(&line_chart("t", "step", &[a, b])) > one);
+        let empty = line_chart("t", "step", &[]);
+        assert_eq!(coloured(&empty), 0);
+    }
+
     use super::*;
 
     #[test]

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 /// Copies the folder tree `from` into the existing folder `to`.
+#[allow(dead_code)]
 pub fn copy_dir(from: &Path, to: &Path) {
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
@@ -14,4 +15,43 @@ pub fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), target).unwrap();
         }
     }
+}
+
+/// Writes `n` small spectrogram PNGs (`height` mel bins x `width` frames,
+/// EXIF included) with captions and alternating raga labels into `dir`,
+/// plus `metadata.jsonl`. Even images are bright low down, odd ones high
+/// up, so the two "ragas" differ visibly.
+#[allow(dead_code)]
+pub fn tiny_dataset(dir: &Path, n: usize, height: usize, width: usize) {
+    use ragafusion::spectrogram::{write_png, SpectrogramImage, SpectrogramParams};
+    std::fs::create_dir_all(dir).unwrap();
+    let params = SpectrogramParams {
+        num_mel_bins: height as u32,
+        ..SpectrogramParams::default()
+    };
+    let mut lines = String::new();
+    for i in 0..n {
+        let raga = if i % 2 == 0 { "Todi" } else { "Kalyani" };
+        let band = if i % 2 == 0 {
+            height * 3 / 4
+        } else {
+            height / 4
+        };
+        let mut rgb = Vec::with_capacity(height * width * 3);
+        for y in 0..height {
+            for x in 0..width {
+                let d = (y as i64 - band as i64).unsigned_abs() as f64;
+                let v =
+                    (255.0 * (-d * d / 8.0).exp() * (0.6 + 0.4 * ((x + i) % 7) as f64 / 7.0)) as u8;
+                rgb.extend([v, v, v]);
+            }
+        }
+        let image = SpectrogramImage { width, height, rgb };
+        let name = format!("clip{i:02}.png");
+        write_png(&dir.join(&name), &image, &params, 1.0).unwrap();
+        lines.push_str(&format!(
+            "{{\"file_name\": \"{name}\", \"text\": \"{raga} raga, adi tala\", \"raga\": \"{raga}\"}}\n"
+        ));
+    }
+    std::fs::write(dir.join("metadata.jsonl"), lines).unwrap();
 }
