@@ -8,6 +8,7 @@ mod generate;
 mod progress_bar;
 mod raga;
 mod sd_args;
+mod train;
 
 use std::process::ExitCode;
 
@@ -60,6 +61,10 @@ enum Command {
     /// Time Stable Diffusion sampling (SD 1.5 architecture, random
     /// weights): seconds per step, VAE decode, peak memory.
     BenchSd(bench::BenchSdArgs),
+    /// Fine-tune a Stable Diffusion UNet (full or LoRA, or from a named
+    /// config) on captioned spectrograms, optionally with the raga
+    /// auxiliary loss; checkpoints, resume, validation, export to OUT/final.
+    Train(Box<train::TrainArgs>),
 }
 
 /// Default log filter: our messages at `info`; the decoders' own logs are
@@ -115,5 +120,6 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::AudioToAudio(a) => generate::audio_to_audio(a),
         Command::Interpolate(a) => generate::interpolate(a),
         Command::BenchSd(a) => bench::bench_sd(a),
+        Command::Train(a) => train::train(*a),
     }
 }

@@ -6,6 +6,7 @@
 //! data.rs       metadata.jsonl, latent cache, sample order, batches
 //! objective.rs  noising, epsilon / v targets, min-SNR weights, x0-hat
 //! optim.rs      AdamW, LR schedules, accumulation, clipping, EMA
+//! options.rs    the run options (TOML / flags), saved with the run
 //! params.rs     trainable parameters and the model-building backend
 //! export.rs     the trained model as a diffusers folder (+ LoRA file)
 //! latent_classifier.rs  the raga CNN on latents (auxiliary-loss judge)
@@ -22,6 +23,7 @@ pub mod latent_classifier;
 pub mod lora;
 pub mod objective;
 pub mod optim;
+pub mod options;
 pub mod params;
 pub mod run;
 pub mod setup;

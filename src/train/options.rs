@@ -1,0 +1,247 @@
+//! The options of a training run, as read from a TOML file and/or flags
+//! and saved with the run (`OUT/train_config.toml`). Defaults follow
+//! diffusers' `train_text_to_image` where it has one.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::lora::LoraConfig;
+use super::objective::Prediction;
+use super::optim::{AdamWConfig, LrSchedule, LrScheduleKind};
+use crate::error::{Error, Result};
+
+/// Every option of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainOptions {
+    /// Image folder with metadata.jsonl.
+    pub data: Option<PathBuf>,
+    /// Base checkpoint (diffusers folder); also supplies the VAE, text
+    /// encoder, tokenizer and scheduler when training from a named config.
+    pub model: Option<PathBuf>,
+    /// Train the UNet from scratch with this config: tiny, small or sd15.
+    pub config: Option<String>,
+    /// Optimiser steps in all.
+    pub max_steps: u64,
+    /// Samples per micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches per optimiser step.
+    pub grad_accum: usize,
+    /// Peak learning rate (default 1e-5 for a full fine-tune, 1e-4 with
+    /// LoRA or from scratch).
+    pub learning_rate: Option<f64>,
+    /// Learning-rate schedule.
+    pub lr_scheduler: LrScheduleKind,
+    /// Warm-up steps (ignored by `constant`).
+    pub lr_warmup_steps: u64,
+    /// AdamW settings.
+    pub adam: AdamWConfig,
+    /// Gradient-norm clipping.
+    pub max_grad_norm: f64,
+    /// min-SNR weighting gamma (5 recommended); none: plain MSE.
+    pub snr_gamma: Option<f64>,
+    /// Per-channel noise offset scale.
+    pub noise_offset: f64,
+    /// Input perturbation (0.1 recommended).
+    pub input_perturbation: f64,
+    /// Prediction type; default the scheduler's.
+    pub prediction: Option<Prediction>,
+    /// Probability of training on the empty caption.
+    pub caption_dropout: f64,
+    /// Keep an EMA of the weights with this decay bound (0.9999 in
+    /// diffusers); exported and validated with it.
+    pub ema_decay: Option<f64>,
+    /// Train LoRA adapters instead of the full UNet.
+    pub lora: Option<LoraConfig>,
+    /// `no` (f32) or `bf16` (CUDA only: bf16 compute, f32 master weights).
+    pub mixed_precision: String,
+    /// Seed of initialisation, data order, crops, noise and timesteps.
+    pub seed: u64,
+    /// Training crop width in pixels (time; a multiple of the VAE scale
+    /// times the UNet's down-sampling).
+    pub crop_px: usize,
+    /// Checkpoint every N steps (and at the end).
+    pub checkpoint_every: u64,
+    /// Checkpoints kept.
+    pub keep_checkpoints: usize,
+    /// Measure the aux / diffusion gradient-norm ratio every N steps.
+    pub log_every: u64,
+    /// Validate every N steps (and at the end); 0: never.
+    pub validate_every: u64,
+    /// Prompts generated at validation.
+    pub validation_prompts: Vec<String>,
+    /// Sampling steps at validation.
+    pub validation_steps: usize,
+    /// Latent raga classifier folder for the auxiliary loss.
+    pub aux_classifier: Option<PathBuf>,
+    /// Weight of the auxiliary loss.
+    pub aux_lambda: f64,
+    /// Auxiliary loss only for timesteps up to this.
+    pub aux_t_max: usize,
+    /// Share of samples drawn from timesteps 0..=t_max.
+    pub aux_low_t_share: f64,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        Self {
+            data: None,
+            model: None,
+            config: None,
+            max_steps: 1000,
+            batch_size: 1,
+            grad_accum: 1,
+            learning_rate: None,
+            lr_scheduler: LrScheduleKind::Constant,
+            lr_warmup_steps: 500,
+            adam: AdamWConfig::default(),
+            max_grad_norm: 1.0,
+            snr_gamma: None,
+            noise_offset: 0.0,
+            input_perturbation: 0.0,
+            prediction: None,
+            caption_dropout: 0.1,
+            ema_decay: None,
+            lora: None,
+            mixed_precision: "no".into(),
+            seed: 0,
+            crop_px: 512,
+            checkpoint_every: 500,
+            keep_checkpoints: 3,
+            log_every: 10,
+            validate_every: 0,
+            validation_prompts: Vec::new(),
+            validation_steps: 20,
+            aux_classifier: None,
+            aux_lambda: 0.05,
+            aux_t_max: 200,
+            aux_low_t_share: 0.0,
+        }
+    }
+}
+
+impl TrainOptions {
+    /// Reads a TOML file (unknown keys are refused, naming the file).
+    pub fn from_toml(path: &std::path::Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        toml::from_str(&text).map_err(|e| Error::InvalidData {
+            file: path.display().to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// The options as TOML.
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string_pretty(self).map_err(|e| Error::param("options", e.to_string()))
+    }
+
+    /// The learning rate in effect.
+    pub fn lr(&self) -> f64 {
+        self.learning_rate
+            .unwrap_or(if self.lora.is_some() || self.config.is_some() {
+                1e-4
+            } else {
+                1e-5
+            })
+    }
+
+    /// The learning-rate schedule of the run.
+    pub fn schedule(&self) -> LrSchedule {
+        LrSchedule {
+            kind: self.lr_scheduler,
+            base_lr: self.lr(),
+            warmup_steps: self.lr_warmup_steps,
+            total_steps: self.max_steps,
+            cycles: if self.lr_scheduler == LrScheduleKind::Cosine {
+                0.5
+            } else {
+                1.0
+            },
+        }
+    }
+
+    /// Refuses values no run can use, naming the option.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &'static str, reason: &str| Err(Error::param(field, reason));
+        if self.data.is_none() {
+            return bad("data", "give the training folder (--data DIR)");
+        }
+        if self.model.is_none() {
+            return bad(
+                "model",
+                "give a checkpoint (--model DIR); with --config it supplies the VAE, text encoder and tokenizer",
+            );
+        }
+        if self.max_steps == 0 {
+            return bad("max-steps", "must be at least 1");
+        }
+        if self.batch_size == 0 || self.grad_accum == 0 {
+            return bad(
+                "batch-size",
+                "batch size and gradient accumulation must be at least 1",
+            );
+        }
+        if !(self.lr() > 0.0 && self.lr().is_finite()) {
+            return bad("learning-rate", "must be positive");
+        }
+        if !(0.0..1.0).contains(&self.caption_dropout) {
+            return bad("caption-dropout", "must be in [0, 1)");
+        }
+        if self.max_grad_norm.is_nan() || self.max_grad_norm <= 0.0 {
+            return bad("max-grad-norm", "must be positive");
+        }
+        if let Some(g) = self.snr_gamma {
+            if g.is_nan() || g <= 0.0 {
+                return bad("snr-gamma", "must be positive");
+            }
+        }
+        if let Some(d) = self.ema_decay {
+            if !(0.0..1.0).contains(&d) {
+                return bad("ema-decay", "must be in [0, 1)");
+            }
+        }
+        if !matches!(self.mixed_precision.as_str(), "no" | "bf16") {
+            return bad("mixed-precision", "`no` or `bf16`");
+        }
+        if let Some(l) = &self.lora {
+            l.validate()?;
+        }
+        if self.aux_classifier.is_some() && (self.aux_lambda.is_nan() || self.aux_lambda < 0.0) {
+            return bad("aux-lambda", "must be 0 or more");
+        }
+        if !(0.0..=1.0).contains(&self.aux_low_t_share) {
+            return bad("aux-low-t-share", "must be in [0, 1]");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_round_trip_and_unknown_keys() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("o.toml");
+        std::fs::write(
+            &p,
+            "data = \"x\"\nmodel = \"m\"\nmax_steps = 7\nlr_scheduler = \"cosine\"\n\
+             [lora]\nrank = 8\nalpha = 8.0\ntargets = [\"to_q\"]\n",
+        )
+        .unwrap();
+        let o = TrainOptions::from_toml(&p).unwrap();
+        assert_eq!(o.max_steps, 7);
+        assert_eq!(o.lora.as_ref().unwrap().rank, 8);
+        assert_eq!(o.lr(), 1e-4);
+        o.validate().unwrap();
+        let back: TrainOptions = toml::from_str(&o.to_toml().unwrap()).unwrap();
+        assert_eq!(back, o);
+        std::fs::write(&p, "max_step = 7\n").unwrap();
+        let e = TrainOptions::from_toml(&p).unwrap_err().to_string();
+        assert!(e.contains("o.toml") && e.contains("max_step"), "{e}");
+        let none = TrainOptions::default();
+        assert!(none.validate().unwrap_err().to_string().contains("data"));
+    }
+}
