@@ -56,6 +56,11 @@ pub fn write_json_atomic(path: &Path, value: &impl serde::Serialize) -> Result<(
     write_bytes_atomic(path, text.as_bytes())
 }
 
+/// Maps an I/O error on `path` to [`Error::Io`] (for `map_err`).
+pub fn io_at(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |e| Error::io(path, e)
+}
+
 /// Reads a whole file, naming it in the error.
 pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::io(path, e))

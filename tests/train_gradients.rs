@@ -30,11 +30,7 @@ fn problem() -> Problem {
     let dir = Path::new(TINY).join("unet");
     let config: UnetConfig = read_json(&dir.join("config.json")).unwrap();
     let store = WeightStore::open(&dir.join("diffusion_pytorch_model.safetensors"), &dev).unwrap();
-    let tensors: HashMap<String, Tensor> = store
-        .names()
-        .into_iter()
-        .map(|n| (n.clone(), store.tensor(&n).unwrap().clone()))
-        .collect();
+    let tensors: HashMap<String, Tensor> = store.to_map();
     let params = ParamSet::from_tensors(&dir, tensors, None, DType::F32, 0, &dev).unwrap();
     let schedule = NoiseSchedule::new(&SchedulerConfig::sd15());
     let ts = vec![40, 650];

@@ -121,16 +121,12 @@ impl WeightStore {
         if unused.is_empty() {
             return Ok(());
         }
-        let shown: Vec<&str> = unused.iter().take(5).map(|s| s.as_str()).collect();
-        Err(checkpoint_err(
-            &self.inner.file,
-            format!(
-                "{} tensor(s) not used by the model built from the config (e.g. {}); \
-                 the weights belong to another architecture or config",
-                unused.len(),
-                shown.join(", ")
-            ),
-        ))
+        Err(unused_tensors_error(&self.inner.file, &unused))
+    }
+
+    /// Every tensor as stored, by name (shared storage, no copy).
+    pub fn to_map(&self) -> HashMap<String, Tensor> {
+        self.inner.tensors.clone()
     }
 
     fn find(&self, name: &str) -> candle_core::Result<&Tensor> {
@@ -182,6 +178,21 @@ impl SimpleBackend for WeightStore {
     fn contains_tensor(&self, name: &str) -> bool {
         self.inner.tensors.contains_key(name)
     }
+}
+
+/// The error for tensors of `file` that no layer asked for (up to five
+/// named): the weights belong to another architecture or config.
+pub(crate) fn unused_tensors_error<S: AsRef<str>>(file: &Path, unused: &[S]) -> Error {
+    let shown: Vec<&str> = unused.iter().take(5).map(|s| s.as_ref()).collect();
+    checkpoint_err(
+        file,
+        format!(
+            "{} tensor(s) not used by the model built from the config (e.g. {}); \
+             the weights belong to another architecture or config",
+            unused.len(),
+            shown.join(", ")
+        ),
+    )
 }
 
 fn read_safetensors(file: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::trainer::Trainer;
 use crate::diffusion::weights::{write_safetensors, WeightStore};
 use crate::error::{Error, Result};
+use crate::fsutil::io_at as io;
 use crate::fsutil::write_json_atomic;
 
 /// `state.json` of a checkpoint.
@@ -30,10 +31,6 @@ pub struct CheckpointState {
 }
 
 const PREFIX: &str = "checkpoint-";
-
-fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
-    move |e| Error::io(path, e)
-}
 
 /// The checkpoint folders under `OUT/checkpoints`, oldest first.
 pub fn list_checkpoints(out: &Path) -> Result<Vec<(u64, PathBuf)>> {
@@ -108,12 +105,7 @@ pub fn save_checkpoint(trainer: &Trainer, out: &Path, keep: usize) -> Result<Pat
 }
 
 fn read_tensors(file: &Path, device: &candle_core::Device) -> Result<HashMap<String, Tensor>> {
-    let store = WeightStore::open(file, device)?;
-    Ok(store
-        .names()
-        .into_iter()
-        .filter_map(|n| store.tensor(&n).map(|t| (n.clone(), t.clone())))
-        .collect())
+    Ok(WeightStore::open(file, device)?.to_map())
 }
 
 fn take_prefixed(

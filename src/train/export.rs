@@ -15,11 +15,8 @@ use super::trainer::Trainer;
 use crate::diffusion::config::UnetConfig;
 use crate::diffusion::weights::write_safetensors;
 use crate::error::{Error, Result};
+use crate::fsutil::io_at as io;
 use crate::fsutil::{write_bytes_atomic, write_json_atomic};
-
-fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
-    move |e| Error::io(path, e)
-}
 
 /// `unet/config.json` for `config`: diffusers' class name added, unset
 /// (null) keys left out so diffusers applies its defaults.

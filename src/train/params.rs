@@ -21,7 +21,9 @@ use candle_nn::var_builder::SimpleBackend;
 use candle_nn::VarBuilder;
 
 use super::lora::{adapter_names, init_adapters, merge, LoraConfig};
+use crate::diffusion::bench::RandomWeights;
 use crate::diffusion::terr;
+use crate::diffusion::weights::unused_tensors_error;
 use crate::error::{Error, Result};
 
 struct Shared {
@@ -144,28 +146,24 @@ impl ParamSet {
     }
 
     /// Fresh parameters for the model `build` makes (training from
-    /// scratch): matrices and kernels uniform in `±1/sqrt(fan_in)` (torch's
-    /// default), 1-D weights (norm scales) one, biases zero; each tensor
-    /// seeded from `seed` and its name.
+    /// scratch), from [`RandomWeights`]: matrices and kernels uniform in
+    /// `±1/sqrt(fan_in)` (torch's default), norm scales one, biases zero;
+    /// each tensor seeded from `seed` and its name.
     pub fn fresh(
         label: &str,
         seed: u64,
         device: &Device,
         build: impl FnOnce(&VarBuilder) -> candle_core::Result<()>,
     ) -> Result<Self> {
-        let backend = InitBackend {
-            seed,
-            made: Mutex::new(HashMap::new()),
+        let made = Arc::new(Mutex::new(HashMap::new()));
+        let backend = InitHandle {
+            random: RandomWeights { seed },
+            made: made.clone(),
         };
-        let shared = Arc::new(backend);
-        let vb = VarBuilder::from_backend(
-            Box::new(InitHandle(shared.clone())),
-            DType::F32,
-            device.clone(),
-        );
+        let vb = VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone());
         build(&vb).map_err(terr("building a fresh model"))?;
         drop(vb);
-        let made = std::mem::take(&mut *shared.made.lock().expect("init lock"));
+        let made = std::mem::take(&mut *made.lock().expect("init lock"));
         Self::from_tensors(Path::new(label), made, None, DType::F32, seed, device)
     }
 
@@ -203,25 +201,19 @@ impl ParamSet {
     /// Fails when a tensor was never asked for by the models built so far.
     pub fn check_all_used(&self) -> Result<()> {
         let used = self.shared.used.lock().expect("param lock");
-        let unused: BTreeSet<&String> = self
+        let unused: Vec<&String> = self
             .shared
             .frozen
             .keys()
             .chain(self.names.iter().filter(|n| !n.contains(".lora_")))
             .filter(|n| !used.contains(*n))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
             .collect();
         if unused.is_empty() {
             return Ok(());
         }
-        let shown: Vec<&str> = unused.iter().take(5).map(|s| s.as_str()).collect();
-        Err(param_err(
-            &self.shared.source,
-            format!(
-                "{} tensor(s) not used by the model built from the config (e.g. {})",
-                unused.len(),
-                shown.join(", ")
-            ),
-        ))
+        Err(unused_tensors_error(&self.shared.source, &unused))
     }
 
     /// Current values of the trainable tensors (detached copies).
@@ -366,43 +358,30 @@ impl SimpleBackend for ParamBackend {
     }
 }
 
-struct InitBackend {
-    seed: u64,
-    made: Mutex<HashMap<String, Tensor>>,
+/// Records the tensors [`RandomWeights`] hands out, so that a fresh
+/// model's parameters can be collected by name.
+struct InitHandle {
+    random: RandomWeights,
+    made: Arc<Mutex<HashMap<String, Tensor>>>,
 }
-
-struct InitHandle(Arc<InitBackend>);
 
 impl SimpleBackend for InitHandle {
     fn get(
         &self,
         shape: Shape,
         name: &str,
-        _init: candle_nn::Init,
+        init: candle_nn::Init,
         dtype: DType,
         dev: &Device,
     ) -> candle_core::Result<Tensor> {
-        let mut made = self.0.made.lock().expect("init lock");
+        let mut made = self.made.lock().expect("init lock");
         if let Some(t) = made.get(name) {
             if t.shape() != &shape {
                 candle_core::bail!("tensor `{name}` requested with two shapes");
             }
             return t.to_dtype(dtype);
         }
-        let dims = shape.dims();
-        let n = shape.elem_count();
-        let values: Vec<f32> = if name.ends_with("bias") {
-            vec![0.0; n]
-        } else if dims.len() == 1 {
-            vec![1.0; n]
-        } else {
-            use rand::{Rng, SeedableRng};
-            let fan_in: usize = dims[1..].iter().product();
-            let bound = 1.0 / (fan_in.max(1) as f32).sqrt();
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(name_seed(self.0.seed, name));
-            (0..n).map(|_| rng.random_range(-bound..bound)).collect()
-        };
-        let t = Tensor::from_vec(values, dims, dev)?;
+        let t = self.random.get(shape, name, init, DType::F32, dev)?;
         made.insert(name.to_string(), t.clone());
         t.to_dtype(dtype)
     }

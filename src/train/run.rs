@@ -18,6 +18,7 @@ use serde::Serialize;
 use super::checkpoint::save_checkpoint;
 use super::trainer::{StepReport, Trainer};
 use crate::error::{Error, Result};
+use crate::fsutil::io_at as io;
 use crate::fsutil::write_bytes_atomic;
 use crate::plot::charts::line_chart;
 use crate::progress::Progress;
@@ -47,10 +48,6 @@ pub struct MetricsLine {
     pub step_s: f64,
     /// Training samples per second in this step.
     pub samples_per_s: f64,
-}
-
-fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
-    move |e| Error::io(path, e)
 }
 
 /// Keeps only the lines of a JSONL file whose `step` is at most `step`
