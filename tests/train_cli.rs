@@ -164,3 +164,139 @@ fn bad_training_options_are_named() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+#[test]
+fn vae_latent_classifier_and_aux_training_chain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::tiny_dataset(&data, 6, 64, 136);
+    let d = data.to_str().unwrap();
+    let vae = tmp.path().join("vae");
+    let v = vae.to_str().unwrap();
+    let vae_args = [
+        "train-vae",
+        "--data",
+        d,
+        "--out",
+        v,
+        "--model",
+        TINY,
+        "--config",
+        "tiny",
+        "--crop-px",
+        "64",
+        "--batch-size",
+        "2",
+        "--checkpoint-every",
+        "1",
+    ];
+    ok(&[&vae_args[..], &["--max-steps", "2"]].concat());
+    let out = ok(&[&vae_args[..], &["--max-steps", "3", "--resume"]].concat());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("resumed from step 2"));
+    assert_eq!(lines(&vae.join("metrics.jsonl")).len(), 3);
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(vae.join("summary.json")).unwrap()).unwrap();
+    assert!(summary["scaling_factor"].as_f64().unwrap() > 0.0);
+    let fin = vae.join("final");
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fin.join("spectrogram.json")).unwrap()).unwrap();
+    assert_eq!(spec["num_mel_bins"], 64);
+    let vae_cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fin.join("vae/config.json")).unwrap()).unwrap();
+    assert_eq!(
+        vae_cfg["block_out_channels"],
+        serde_json::json!([16, 32, 64, 64])
+    );
+
+    let clf = tmp.path().join("clf");
+    let c = clf.to_str().unwrap();
+    let f = fin.to_str().unwrap();
+    ok(&[
+        "train-latent-classifier",
+        "--data",
+        d,
+        "--model",
+        f,
+        "--out",
+        c,
+        "--steps",
+        "3",
+        "--batch-size",
+        "2",
+        "--crop-px",
+        "64",
+        "--holdout-every",
+        "3",
+    ]);
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(clf.join("training.json")).unwrap()).unwrap();
+    assert_eq!(info["ragas"], serde_json::json!(["Kalyani", "Todi"]));
+    assert_eq!(info["holdout_examples"], 2);
+
+    let run_dir = tmp.path().join("run");
+    let r = run_dir.to_str().unwrap();
+    ok(&[
+        "train",
+        "--data",
+        d,
+        "--out",
+        r,
+        "--model",
+        f,
+        "--config",
+        "tiny",
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--crop-px",
+        "64",
+        "--aux-classifier",
+        c,
+        "--aux-t-max",
+        "999",
+    ]);
+    let m = lines(&run_dir.join("metrics.jsonl"));
+    assert!(m.iter().any(|l| l["aux_loss"].as_f64().is_some()), "{m:?}");
+    // the export knows its spectrogram format: generate makes 64-row images
+    let gen = tmp.path().join("gen");
+    let g = gen.to_str().unwrap();
+    ok(&[
+        "generate",
+        "Todi raga",
+        "--model",
+        run_dir.join("final").to_str().unwrap(),
+        "--out",
+        g,
+        "--name",
+        "x",
+        "--steps",
+        "2",
+    ]);
+    let params = ok(&[
+        "print-params",
+        gen.join("x.png").to_str().unwrap(),
+        "--json",
+    ]);
+    let p: serde_json::Value = serde_json::from_slice(&params.stdout).unwrap();
+    assert_eq!(p["params"]["num_mel_bins"], 64);
+    assert_eq!(p["height_px"], 64);
+
+    // labels are required, and named when missing
+    std::fs::write(
+        data.join("metadata.jsonl"),
+        "{\"file_name\": \"clip00.png\", \"text\": \"x\"}\n",
+    )
+    .unwrap();
+    let bad = run(&[
+        "train-latent-classifier",
+        "--data",
+        d,
+        "--model",
+        f,
+        "--out",
+        c,
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("raga"));
+}

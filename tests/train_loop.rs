@@ -267,7 +267,7 @@ fn lora_changes_only_adapters_and_export_loads_back() {
     assert!(targeted > 8, "{targeted}");
 
     let out = tmp.path().join("run/final");
-    let n = export_diffusers(&t, &out, false).unwrap();
+    let n = export_diffusers(&t, &out, false, None).unwrap();
     assert_eq!(n, base.len());
     let loaded = StableDiffusion::load(&out, &LoadOptions::default()).unwrap();
     let store = WeightStore::open(

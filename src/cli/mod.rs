@@ -9,6 +9,7 @@ mod progress_bar;
 mod raga;
 mod sd_args;
 mod train;
+mod train_parts;
 
 use std::process::ExitCode;
 
@@ -65,6 +66,12 @@ enum Command {
     /// config) on captioned spectrograms, optionally with the raga
     /// auxiliary loss; checkpoints, resume, validation, export to OUT/final.
     Train(Box<train::TrainArgs>),
+    /// Train the autoencoder on spectrograms (fine-tune a pipeline's VAE or
+    /// train a fresh named config); writes the pipeline with the new VAE.
+    TrainVae(train_parts::TrainVaeArgs),
+    /// Train the latent raga classifier of the auxiliary loss on the VAE
+    /// latents of a captioned dataset with raga labels.
+    TrainLatentClassifier(train_parts::TrainLatentClassifierArgs),
 }
 
 /// Default log filter: our messages at `info`; the decoders' own logs are
@@ -121,5 +128,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Interpolate(a) => generate::interpolate(a),
         Command::BenchSd(a) => bench::bench_sd(a),
         Command::Train(a) => train::train(*a),
+        Command::TrainVae(a) => train_parts::train_vae(a),
+        Command::TrainLatentClassifier(a) => train_parts::train_latent_classifier(a),
     }
 }

@@ -206,6 +206,27 @@ pub(super) fn model_record(
     }))
 }
 
+/// The spectrogram parameters a model was trained for: its
+/// `spectrogram.json` (written by `train` / `train-vae`) or riffusion's
+/// defaults.
+pub(super) fn model_params(sd: &StableDiffusion) -> anyhow::Result<SpectrogramParams> {
+    let file = sd.dir.join(ragafusion::train::export::SPECTROGRAM_FILE);
+    if !file.is_file() {
+        return Ok(SpectrogramParams::default());
+    }
+    let params: SpectrogramParams = ragafusion::diffusion::config::read_json(&file)?;
+    params
+        .validate()
+        .with_context(|| format!("{}", file.display()))?;
+    Ok(params)
+}
+
+/// Columns of one 5.12 s clip (riffusion's 512 at its 10 ms hop), rounded
+/// up to a multiple of the VAE scale.
+pub(super) fn clip_px(params: &SpectrogramParams, scale: usize) -> usize {
+    px_of_ms(params, 5120.0).div_ceil(scale) * scale
+}
+
 pub(super) fn height_px(sd: &StableDiffusion, params: &SpectrogramParams) -> anyhow::Result<usize> {
     let h = params.num_mel_bins as usize;
     if h % sd.vae_scale() != 0 {

@@ -345,7 +345,12 @@ pub fn train(a: TrainArgs) -> anyhow::Result<ExitCode> {
     };
     run_training(&mut trainer, &a.out, &plan, &bar, &mut validate)?;
     let final_dir = a.out.join("final");
-    export_diffusers(&trainer, &final_dir, trainer.ema.is_some())?;
+    export_diffusers(
+        &trainer,
+        &final_dir,
+        trainer.ema.is_some(),
+        Some(&first.params),
+    )?;
     println!("{}", final_dir.display());
     Ok(ExitCode::SUCCESS)
 }

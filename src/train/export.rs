@@ -4,10 +4,11 @@
 //! `unet/config.json` + `unet/diffusion_pytorch_model.safetensors`. A LoRA
 //! run also writes its adapters alone as `pytorch_lora_weights.safetensors`
 //! (PEFT names with the `unet.` prefix, as diffusers' `load_lora_weights`
-//! reads them) with `lora_config.json`. The folder is assembled under a
-//! temporary name and renamed into place.
+//! reads them; the scale `alpha / rank` folded into `lora_B`) with
+//! `lora_config.json` (alpha = rank after folding). The folder is
+//! assembled under a temporary name and renamed into place.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use candle_core::Tensor;
 
@@ -17,6 +18,7 @@ use crate::diffusion::weights::write_safetensors;
 use crate::error::{Error, Result};
 use crate::fsutil::io_at as io;
 use crate::fsutil::{write_bytes_atomic, write_json_atomic};
+use crate::spectrogram::SpectrogramParams;
 
 /// `unet/config.json` for `config`: diffusers' class name added, unset
 /// (null) keys left out so diffusers applies its defaults.
@@ -37,10 +39,21 @@ fn copy_file(from: &Path, to: &Path) -> Result<()> {
     std::fs::copy(from, to).map_err(io(from)).map(|_| ())
 }
 
-/// Writes the pipeline folder `out` from `trainer` (EMA weights when
-/// `use_ema` and averaging). Returns the number of UNet tensors written.
-pub fn export_diffusers(trainer: &Trainer, out: &Path, use_ema: bool) -> Result<usize> {
-    let base = &trainer.sd.dir;
+/// The file in a pipeline folder that records the spectrogram parameters
+/// of the images the model was trained on (read by `generate`).
+pub const SPECTROGRAM_FILE: &str = "spectrogram.json";
+
+/// Assembles the pipeline folder `out` from the checkpoint at `base` (its
+/// loaded `weight_files`), leaving out component `replaced`, which
+/// `write` puts into the temporary folder it is given; then renames the
+/// folder into place.
+pub fn assemble_pipeline(
+    base: &Path,
+    weight_files: &[PathBuf],
+    out: &Path,
+    replaced: &str,
+    write: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
     let parent = out
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -57,6 +70,9 @@ pub fn export_diffusers(trainer: &Trainer, out: &Path, use_ema: bool) -> Result<
     for rel in ["model_index.json", "scheduler/scheduler_config.json"] {
         copy_file(&base.join(rel), &tmp.join(rel))?;
     }
+    if base.join(SPECTROGRAM_FILE).is_file() {
+        copy_file(&base.join(SPECTROGRAM_FILE), &tmp.join(SPECTROGRAM_FILE))?;
+    }
     let tok = base.join("tokenizer");
     for entry in std::fs::read_dir(&tok).map_err(io(&tok))? {
         let p = entry.map_err(io(&tok))?.path();
@@ -68,13 +84,13 @@ pub fn export_diffusers(trainer: &Trainer, out: &Path, use_ema: bool) -> Result<
             )?;
         }
     }
-    for file in &trainer.sd.weight_files {
+    for file in weight_files {
         let component = file
             .parent()
             .and_then(|p| p.file_name())
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if component == "unet" {
+        if component == replaced {
             continue;
         }
         let dest = tmp.join(&component);
@@ -84,33 +100,68 @@ pub fn export_diffusers(trainer: &Trainer, out: &Path, use_ema: bool) -> Result<
         )?;
         copy_file(file, &dest.join(file.file_name().unwrap_or_default()))?;
     }
+    write(&tmp)?;
+    if out.exists() {
+        std::fs::remove_dir_all(out).map_err(io(out))?;
+    }
+    std::fs::rename(&tmp, out).map_err(io(out))
+}
+
+/// Writes the pipeline folder `out` from `trainer` (EMA weights when
+/// `use_ema` and averaging), with `spectrogram` (the training images'
+/// parameters) as [`SPECTROGRAM_FILE`]. Returns the number of UNet tensors
+/// written.
+pub fn export_diffusers(
+    trainer: &Trainer,
+    out: &Path,
+    use_ema: bool,
+    spectrogram: Option<&SpectrogramParams>,
+) -> Result<usize> {
     let values = match (&trainer.ema, use_ema) {
         (Some(ema), true) => Some(ema.shadow.as_slice()),
         _ => None,
     };
     let tensors: Vec<(String, Tensor)> = trainer.params.merged(values)?.into_iter().collect();
     let count = tensors.len();
-    write_bytes_atomic(
-        &tmp.join("unet/config.json"),
-        &unet_config_json(&trainer.unet_config)?,
+    assemble_pipeline(
+        &trainer.sd.dir,
+        &trainer.sd.weight_files,
+        out,
+        "unet",
+        |tmp| {
+            if let Some(p) = spectrogram {
+                write_json_atomic(&tmp.join(SPECTROGRAM_FILE), p)?;
+            }
+            write_bytes_atomic(
+                &tmp.join("unet/config.json"),
+                &unet_config_json(&trainer.unet_config)?,
+            )?;
+            write_safetensors(
+                &tmp.join("unet/diffusion_pytorch_model.safetensors"),
+                &tensors,
+            )?;
+            if let Some(lora) = trainer.params.lora() {
+                // The scale alpha / rank is folded into lora_B, so the file
+                // means the same with any reader's default alpha (= rank).
+                let scale = lora.alpha / lora.rank as f64;
+                let mut adapters = Vec::new();
+                for (n, t) in trainer.params.adapters(values)? {
+                    let t = if n.ends_with(".lora_B.weight") {
+                        (t * scale).map_err(crate::diffusion::terr("LoRA export"))?
+                    } else {
+                        t
+                    };
+                    adapters.push((format!("unet.{n}"), t));
+                }
+                write_safetensors(&tmp.join("pytorch_lora_weights.safetensors"), &adapters)?;
+                let folded = super::LoraConfig {
+                    alpha: lora.rank as f64,
+                    ..lora.clone()
+                };
+                write_json_atomic(&tmp.join("lora_config.json"), &folded)?;
+            }
+            Ok(())
+        },
     )?;
-    write_safetensors(
-        &tmp.join("unet/diffusion_pytorch_model.safetensors"),
-        &tensors,
-    )?;
-    if let Some(lora) = trainer.params.lora() {
-        let adapters: Vec<(String, Tensor)> = trainer
-            .params
-            .adapters(values)?
-            .into_iter()
-            .map(|(n, t)| (format!("unet.{n}"), t))
-            .collect();
-        write_safetensors(&tmp.join("pytorch_lora_weights.safetensors"), &adapters)?;
-        write_json_atomic(&tmp.join("lora_config.json"), lora)?;
-    }
-    if out.exists() {
-        std::fs::remove_dir_all(out).map_err(io(out))?;
-    }
-    std::fs::rename(&tmp, out).map_err(io(out))?;
     Ok(count)
 }

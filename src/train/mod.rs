@@ -10,16 +10,19 @@
 //! params.rs     trainable parameters and the model-building backend
 //! export.rs     the trained model as a diffusers folder (+ LoRA file)
 //! latent_classifier.rs  the raga CNN on latents (auxiliary-loss judge)
+//! latent_fit.rs training that CNN on cached latents
 //! lora.rs       low-rank adapters on attention projections
 //! run.rs        the run loop: metrics JSONL, checkpoints, validation, loss PNG
 //! setup.rs      UNet parameters (checkpoint / named config), latent cache file
 //! trainer.rs    one optimisation step (micro-batches, aux loss, EMA)
+//! vae_fit.rs    training the autoencoder on spectrograms
 //! ```
 
 pub mod checkpoint;
 pub mod data;
 pub mod export;
 pub mod latent_classifier;
+pub mod latent_fit;
 pub mod lora;
 pub mod objective;
 pub mod optim;
@@ -28,6 +31,7 @@ pub mod params;
 pub mod run;
 pub mod setup;
 pub mod trainer;
+pub mod vae_fit;
 
 pub use lora::LoraConfig;
 pub use objective::{weighted_mse, NoiseSchedule, Prediction};
