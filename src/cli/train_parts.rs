@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 use clap::Args;
 use ragafusion::diffusion::pipeline::rgb_to_images;
 use ragafusion::diffusion::vae::Vae;
@@ -108,17 +108,23 @@ fn load_images(data: &std::path::Path) -> anyhow::Result<(Vec<Tensor>, Spectrogr
     Ok((images, params.unwrap_or_default()))
 }
 
-/// Runs `train-vae`.
-pub fn train_vae(a: TrainVaeArgs) -> anyhow::Result<ExitCode> {
-    let (device, _) = parse_device_dtype(&a.device, "f32")?;
+/// Loads the pipeline at `model` in f32 on the device named by `device`.
+fn load_f32(model: &std::path::Path, device: &str) -> anyhow::Result<(StableDiffusion, Device)> {
+    let (device, _) = parse_device_dtype(device, "f32")?;
     let load = LoadOptions {
         dtype: DType::F32,
         vae_dtype: DType::F32,
         device: device.clone(),
         variant: None,
     };
-    let sd = StableDiffusion::load(&a.model, &load)
-        .with_context(|| format!("loading the base pipeline {}", a.model.display()))?;
+    let sd = StableDiffusion::load(model, &load)
+        .with_context(|| format!("loading the pipeline {}", model.display()))?;
+    Ok((sd, device))
+}
+
+/// Runs `train-vae`.
+pub fn train_vae(a: TrainVaeArgs) -> anyhow::Result<ExitCode> {
+    let (sd, device) = load_f32(&a.model, &a.device)?;
     let (config, params) = match &a.config {
         Some(name) => {
             let config = named_vae_config(name)?;
@@ -214,13 +220,7 @@ pub fn train_vae(a: TrainVaeArgs) -> anyhow::Result<ExitCode> {
     let l1_after = trainer.reconstruction_l1(&probe)?;
     let mut config = trainer.config.clone();
     config.scaling_factor = trainer.scaling_factor(&probe)?;
-    let tensors: Vec<(String, Tensor)> = trainer
-        .params
-        .names()
-        .iter()
-        .cloned()
-        .zip(trainer.params.snapshot()?)
-        .collect();
+    let tensors = trainer.params.named_snapshot()?;
     let final_dir = a.out.join("final");
     assemble_pipeline(&sd.dir, &sd.weight_files, &final_dir, "vae", |tmp| {
         write_json_atomic(&tmp.join(SPECTROGRAM_FILE), &spectrogram)?;
@@ -301,15 +301,7 @@ pub struct TrainLatentClassifierArgs {
 
 /// Runs `train-latent-classifier`.
 pub fn train_latent_classifier(a: TrainLatentClassifierArgs) -> anyhow::Result<ExitCode> {
-    let (device, _) = parse_device_dtype(&a.device, "f32")?;
-    let load = LoadOptions {
-        dtype: DType::F32,
-        vae_dtype: DType::F32,
-        device: device.clone(),
-        variant: None,
-    };
-    let sd = StableDiffusion::load(&a.model, &load)
-        .with_context(|| format!("loading the pipeline {}", a.model.display()))?;
+    let (sd, device) = load_f32(&a.model, &a.device)?;
     let scale = sd.vae_scale();
     if a.crop_px == 0 || a.crop_px % scale != 0 {
         bail!(
@@ -350,13 +342,7 @@ pub fn train_latent_classifier(a: TrainLatentClassifierArgs) -> anyhow::Result<E
         seed: a.seed,
     };
     let fit = fit_latent_classifier(&config, &entries, &latents, &settings, &device, &bar)?;
-    let tensors: Vec<(String, Tensor)> = fit
-        .params
-        .names()
-        .iter()
-        .cloned()
-        .zip(fit.params.snapshot()?)
-        .collect();
+    let tensors = fit.params.named_snapshot()?;
     write_safetensors(&a.out.join("model.safetensors"), &tensors)?;
     write_json_atomic(&a.out.join("config.json"), &config)?;
     let n = fit.steps.len();

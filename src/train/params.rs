@@ -167,6 +167,11 @@ impl ParamSet {
         Self::from_tensors(Path::new(label), made, None, DType::F32, seed, device)
     }
 
+    /// The current values with their names, sorted by name.
+    pub fn named_snapshot(&self) -> Result<Vec<(String, Tensor)>> {
+        Ok(self.names.iter().cloned().zip(self.snapshot()?).collect())
+    }
+
     /// Names of the trainable tensors, sorted.
     pub fn names(&self) -> &[String] {
         &self.names

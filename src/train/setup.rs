@@ -117,12 +117,7 @@ pub fn unet_params(
             )?;
             let fresh =
                 ParamSet::fresh(name, seed, &device, |vb| Unet::new(vb, &config).map(|_| ()))?;
-            let tensors = fresh
-                .names()
-                .iter()
-                .cloned()
-                .zip(fresh.snapshot()?)
-                .collect();
+            let tensors = fresh.named_snapshot()?.into_iter().collect();
             (config, tensors, format!("fresh `{name}` UNet"))
         }
     };
