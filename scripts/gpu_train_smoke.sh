@@ -7,7 +7,8 @@
 #
 # Renders labelled clips, then on cuda: a tiny VAE, the latent raga
 # classifier, a fresh tiny UNet in bf16 with the aux loss, a LoRA
-# fine-tune of it, resume, and a generation from each export.
+# fine-tune of it with gradient checkpointing, resume, and a generation
+# from each export.
 set -euo pipefail
 B=${RAGAFUSION:-.gpu/ragafusion}
 OUT=${OUT:-out/gpu-smoke}
@@ -39,9 +40,9 @@ run "$B" train --data "$W/img" --out "$W/full" --model "$W/vae/final" --config t
   --max-steps 20 --batch-size 4 --crop-px 256 --mixed-precision bf16 \
   --aux-classifier "$W/clf" --checkpoint-every 10 --device cuda
 run "$B" train --out "$W/full" --resume --max-steps 30 --device cuda
-log "train (LoRA on that export)"
+log "train (LoRA on that export, gradient checkpointing)"
 run "$B" train --data "$W/img" --out "$W/lora" --model "$W/full/final" --lora \
-  --max-steps 20 --batch-size 4 --crop-px 256 --device cuda
+  --max-steps 20 --batch-size 4 --crop-px 256 --gradient-checkpointing --device cuda
 for m in full lora; do
   log "generate ($m)"
   run "$B" generate "Mohanam raga" --model "$W/$m/final" --out "$OUT/gen-$m" \

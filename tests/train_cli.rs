@@ -255,9 +255,12 @@ fn vae_latent_classifier_and_aux_training_chain() {
         c,
         "--aux-t-max",
         "999",
+        "--gradient-checkpointing",
     ]);
     let m = lines(&run_dir.join("metrics.jsonl"));
     assert!(m.iter().any(|l| l["aux_loss"].as_f64().is_some()), "{m:?}");
+    let saved = std::fs::read_to_string(run_dir.join("train_config.toml")).unwrap();
+    assert!(saved.contains("gradient_checkpointing = true"), "{saved}");
     // the export knows its spectrogram format: generate makes 64-row images
     let gen = tmp.path().join("gen");
     let g = gen.to_str().unwrap();

@@ -1,13 +1,15 @@
 //! Gradient checks of the trainable UNet (the tiny fixture in the real SD
 //! layout): every parameter tensor receives a non-zero gradient from the
 //! training loss, and sampled gradients agree with central finite
-//! differences computed in f64.
+//! differences computed in f64; the checkpointed (segment-recomputing)
+//! backward gives the same gradients as the plain one.
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, Var};
 use ragafusion::diffusion::config::{read_json, UnetConfig};
+use ragafusion::diffusion::segments::Tape;
 use ragafusion::diffusion::unet::Unet;
 use ragafusion::diffusion::weights::WeightStore;
 use ragafusion::diffusion::SchedulerConfig;
@@ -56,17 +58,26 @@ fn problem() -> Problem {
 }
 
 impl Problem {
+    /// The UNet in f64.
+    fn unet(&self) -> Unet {
+        Unet::new(
+            &self.params.var_builder(DType::F64, &Device::Cpu),
+            &self.config,
+        )
+        .unwrap()
+    }
+
+    fn t(&self) -> Tensor {
+        let ts: Vec<f64> = self.ts.iter().map(|&t| t as f64).collect();
+        Tensor::from_vec(ts, 2, &Device::Cpu).unwrap()
+    }
+
     /// The training loss with the UNet computed in f64.
     fn loss(&self) -> Tensor {
-        let dev = Device::Cpu;
-        let unet = Unet::new(&self.params.var_builder(DType::F64, &dev), &self.config).unwrap();
-        let t = Tensor::from_vec(
-            self.ts.iter().map(|&t| t as f64).collect::<Vec<_>>(),
-            2,
-            &dev,
-        )
-        .unwrap();
-        let out = unet.forward(&self.x_t, &t, &self.ctx).unwrap();
+        let out = self
+            .unet()
+            .forward(&self.x_t, &self.t(), &self.ctx)
+            .unwrap();
         assert_eq!(out.dtype(), DType::F64);
         weighted_mse(&out, &self.target, &self.weights).unwrap()
     }
@@ -159,4 +170,57 @@ fn every_unet_parameter_gets_a_gradient_matching_finite_differences() {
         checked += 1;
     }
     assert_eq!(checked, picks.len());
+}
+
+#[test]
+fn checkpointed_backward_gives_every_parameter_the_plain_gradient() {
+    let p = problem();
+    let plain = p.loss().backward().unwrap();
+
+    let unet = p.unet();
+    let segs = unet.segments(&p.ctx);
+    assert!(segs.len() > 20, "{} segments", segs.len());
+    let tape = Tape::record(&segs, unet.segment_inputs(&p.x_t, &p.t()).unwrap()).unwrap();
+    let leaf = Var::from_tensor(tape.output()).unwrap();
+    let loss = weighted_mse(leaf.as_tensor(), &p.target, &p.weights).unwrap();
+    assert!((value(&loss) - value(&p.loss())).abs() < 1e-12);
+    let cot = loss.backward().unwrap();
+    let cot = cot.get(leaf.as_tensor()).unwrap();
+    let ck = tape.backward(&segs, cot, p.params.vars()).unwrap();
+
+    let mut worst = (0.0f64, String::new());
+    for (name, var) in p.params.names().iter().zip(p.params.vars()) {
+        let a = plain.get(var.as_tensor()).unwrap();
+        let b = ck
+            .get(var.as_tensor())
+            .unwrap_or_else(|| panic!("{name}: no checkpointed gradient"));
+        let scale = value(
+            &a.abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_dtype(DType::F64)
+                .unwrap(),
+        );
+        let d = value(
+            &(a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_dtype(DType::F64)
+                .unwrap(),
+        );
+        let rel = d / scale.max(1e-30);
+        if rel > worst.0 {
+            worst = (rel, name.clone());
+        }
+    }
+    assert!(
+        worst.0 < 1e-9,
+        "largest relative difference {:e} in {}",
+        worst.0,
+        worst.1
+    );
 }

@@ -67,6 +67,7 @@ fn trainer(data: &Path, lora: Option<LoraConfig>, aux_dir: Option<&Path>) -> Tra
         ema_decay: Some(0.99),
         prediction: Prediction::Epsilon,
         compute_dtype: DType::F32,
+        gradient_checkpointing: false,
         seed: 11,
         aux: aux_dir.map(|_| AuxSettings {
             lambda: 0.1,
@@ -290,4 +291,39 @@ fn lora_changes_only_adapters_and_export_loads_back() {
         .names()
         .iter()
         .all(|n| n.starts_with("unet.") && n.contains(".lora_")));
+}
+
+#[test]
+fn gradient_checkpointing_takes_the_same_steps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::tiny_dataset(&data, 6, 64, 96);
+    let aux = tmp.path().join("judge");
+    for lora in [None, Some(LoraConfig::default())] {
+        let mut plain = trainer(&data, lora.clone(), Some(&aux));
+        let mut ck = trainer(&data, lora.clone(), Some(&aux));
+        ck.settings.gradient_checkpointing = true;
+        for measure in [true, false] {
+            let a = plain.train_step(measure).unwrap();
+            let b = ck.train_step(measure).unwrap();
+            assert!((a.loss - b.loss).abs() < 1e-6, "{a:?} vs {b:?}");
+            assert!(
+                (a.grad_norm - b.grad_norm).abs() < 1e-5 * a.grad_norm.max(1.0),
+                "{a:?} vs {b:?}"
+            );
+            assert!(a.aux_loss.is_some(), "{a:?}");
+            if measure {
+                let (ra, rb) = (a.aux_grad_ratio.unwrap(), b.aux_grad_ratio.unwrap());
+                assert!(
+                    (ra - rb).abs() <= 1e-4 * ra.abs().max(1e-12),
+                    "{ra} vs {rb}"
+                );
+            }
+        }
+        let d = max_diff(
+            &plain.params.snapshot().unwrap(),
+            &ck.params.snapshot().unwrap(),
+        );
+        assert!(d < 1e-6, "weights differ by {d} (lora {})", lora.is_some());
+    }
 }

@@ -8,14 +8,18 @@
 #   tools/two_raga_experiment.sh [WORK_DIR]    (default out/two-raga)
 #
 # Environment: RAGAFUSION (binary, default target/release/ragafusion),
-# VAE_STEPS (400), UNET_STEPS (600), LAMBDA (0.1), SEEDS (per raga, 8).
-# Stages whose output exists are skipped, so a rerun continues.
+# VAE_STEPS (400), UNET_STEPS (600), LAMBDAS (aux-loss weights, one UNet
+# each, default "0 0.1"), AUX_T_MAX (200), SEEDS (per raga, 8).
+# Stages whose output exists are skipped, so a rerun continues, and a
+# second WORK_DIR can share the first one's clips, VAE and judges by
+# symlinking wav, judge-wav, img, vae, latent-clf and knn into it.
 set -euo pipefail
 B=${RAGAFUSION:-target/release/ragafusion}
 W=${1:-out/two-raga}
 VAE_STEPS=${VAE_STEPS:-400}
 UNET_STEPS=${UNET_STEPS:-600}
-LAMBDA=${LAMBDA:-0.1}
+LAMBDAS=${LAMBDAS:-0 0.1}
+AUX_T_MAX=${AUX_T_MAX:-200}
 SEEDS=${SEEDS:-8}
 TONIC=146.83
 SPEC=(--num-mel-bins 64 --min-hz 60 --max-hz 700)
@@ -23,10 +27,10 @@ CLIPS=(--raga Mohanam --raga Hindolam --timbre flute --tonic-hz "$TONIC" --no-pe
 mkdir -p "$W"
 
 # 1. labelled clips (training set, and a judge set the models never see)
-"$B" synth "$W/wav" "${CLIPS[@]}" --count 32 --seed 1
-"$B" synth "$W/judge-wav" "${CLIPS[@]}" --count 16 --seed 2
+[ -d "$W/wav" ] || "$B" synth "$W/wav" "${CLIPS[@]}" --count 32 --seed 1
+[ -d "$W/judge-wav" ] || "$B" synth "$W/judge-wav" "${CLIPS[@]}" --count 16 --seed 2
 # 2. narrow-band spectrograms: 64 mel bins over 60-700 Hz, 10 ms columns
-"$B" audio-to-image "$W/wav" "$W/img" "${SPEC[@]}"
+[ -d "$W/img" ] || "$B" audio-to-image "$W/wav" "$W/img" "${SPEC[@]}"
 if [ ! -f "$W/img/metadata.jsonl" ]; then
   for f in "$W"/img/*.png; do
     n=$(basename "$f"); r=${n%%_*}; r=${r^}
@@ -42,18 +46,23 @@ fi
 [ -f "$W/latent-clf/model.safetensors" ] || "$B" train-latent-classifier \
   --data "$W/img" --model "$W/vae/final" --out "$W/latent-clf" --steps 300 \
   --batch-size 16 --crop-px 256
-# 5. two tiny UNets from scratch: lambda 0 and lambda > 0
+# 5. one tiny UNet from scratch per lambda (lambda 0: no aux loss)
 common=(--data "$W/img" --model "$W/vae/final" --config tiny --max-steps "$UNET_STEPS"
   --batch-size 4 --crop-px 256 --learning-rate 1e-3 --lr-warmup-steps 50
   --caption-dropout 0.1 --checkpoint-every 200 --seed 0)
-[ -d "$W/unet-l0/final" ] || "$B" train --out "$W/unet-l0" "${common[@]}"
-[ -d "$W/unet-aux/final" ] || "$B" train --out "$W/unet-aux" "${common[@]}" \
-  --aux-classifier "$W/latent-clf" --aux-lambda "$LAMBDA"
+runs=()
+for l in $LAMBDAS; do
+  run="unet-lambda-$l"; runs+=("$run")
+  # lambda 0 loads the classifier too: its CE is logged, not trained on,
+  # and every run draws the same crops, noise and timesteps
+  [ -d "$W/$run/final" ] || "$B" train --out "$W/$run" "${common[@]}" \
+    --aux-classifier "$W/latent-clf" --aux-lambda "$l" --aux-t-max "$AUX_T_MAX"
+done
 # 6. the second judge: PCD/TDMS kNN on the unseen judge set
 [ -f "$W/knn/config.json" ] || "$B" train-classifier --data "$W/judge-wav" \
   --out "$W/knn" --kind knn
 # 7. generate SEEDS clips per raga with each model and judge them
-for run in unet-l0 unet-aux; do
+for run in "${runs[@]}"; do
   out="$W/gen-$run"
   for r in Mohanam Hindolam; do
     for s in $(seq 1 "$SEEDS"); do

@@ -106,6 +106,10 @@ pub struct TrainArgs {
     /// `no` or `bf16` (CUDA: bf16 compute with f32 master weights).
     #[arg(long)]
     mixed_precision: Option<String>,
+    /// Gradient checkpointing: keep only the UNet's block boundaries and
+    /// recompute each block in the backward (less memory, slower steps).
+    #[arg(long)]
+    gradient_checkpointing: bool,
     /// Seed (default 0).
     #[arg(long)]
     seed: Option<u64>,
@@ -190,6 +194,9 @@ fn overlay(o: &mut TrainOptions, a: &TrainArgs) {
         } else {
             Prediction::Epsilon
         });
+    }
+    if a.gradient_checkpointing {
+        o.gradient_checkpointing = true;
     }
     if !a.validation_prompts.is_empty() {
         o.validation_prompts = a.validation_prompts.clone();
@@ -297,6 +304,7 @@ pub fn train(a: TrainArgs) -> anyhow::Result<ExitCode> {
             .prediction
             .unwrap_or_else(|| Prediction::of(&sd.scheduler)),
         compute_dtype,
+        gradient_checkpointing: o.gradient_checkpointing,
         seed: o.seed,
         aux: judge.as_ref().map(|_| AuxSettings {
             lambda: o.aux_lambda,

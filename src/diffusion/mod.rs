@@ -7,6 +7,7 @@
 //! config.rs       unet / vae / text_encoder configs, validated
 //! layers.rs       shared differentiable building blocks
 //! transformer.rs  the UNet's spatial transformer
+//! segments.rs     segmented forwards, gradient checkpointing
 //! unet.rs         UNet2DConditionModel
 //! vae.rs          AutoencoderKL
 //! clip.rs         CLIPTextModel
@@ -25,6 +26,7 @@ pub mod layers;
 pub mod longform;
 pub mod pipeline;
 pub mod schedulers;
+pub mod segments;
 pub mod tokenizer;
 pub mod transformer;
 pub mod unet;

@@ -8,6 +8,7 @@ use candle_nn::{Conv2d, GroupNorm, Linear, VarBuilder};
 
 use super::config::UnetConfig;
 use super::layers::{conv2d, group_norm, linear, Downsample, ResnetBlock, Upsample};
+use super::segments::{self, Segment};
 use super::transformer::SpatialTransformer;
 
 /// Sinusoidal embedding of `timesteps` (`[batch]`, any numeric dtype) into
@@ -228,6 +229,15 @@ impl Unet {
     /// sample; a single value is broadcast), `context` `[batch, tokens,
     /// cross_attention_dim]`.
     pub fn forward(&self, sample: &Tensor, timesteps: &Tensor, context: &Tensor) -> Result<Tensor> {
+        segments::run(
+            &self.segments(context),
+            self.segment_inputs(sample, timesteps)?,
+        )
+    }
+
+    /// The first slots of [`Unet::segments`]: the sample and the sinusoidal
+    /// timestep embedding (neither is differentiated).
+    pub fn segment_inputs(&self, sample: &Tensor, timesteps: &Tensor) -> Result<Vec<Tensor>> {
         let b = sample.dim(0)?;
         let timesteps = match timesteps.elem_count() {
             1 => timesteps.flatten_all()?.broadcast_as(b)?.contiguous()?,
@@ -241,48 +251,100 @@ impl Unet {
             c.freq_shift as f64,
         )?
         .to_dtype(self.dtype)?;
-        let temb = self
-            .time_linear_2
-            .forward(&self.time_linear_1.forward(&emb)?.silu()?)?;
-        let temb = Some(&temb);
+        Ok(vec![sample.clone(), emb])
+    }
 
-        let mut x = self.conv_in.forward(sample)?;
-        let mut skips = vec![x.clone()];
+    /// The forward as segments (one per resnet, transformer, resampler,
+    /// plus the time MLP, `conv_in` and the output head) over the slots
+    /// that start with [`Unet::segment_inputs`]; `context` is a constant.
+    pub fn segments<'a>(&'a self, context: &'a Tensor) -> Vec<Segment<'a>> {
+        const SAMPLE: usize = 0;
+        const SINUSOID: usize = 1;
+        const TEMB: usize = 2;
+        let mut segs = vec![
+            Segment::new(vec![SINUSOID], move |a| {
+                let h = self.time_linear_1.forward(&a[0])?.silu()?;
+                Ok(vec![self.time_linear_2.forward(&h)?])
+            }),
+            Segment::new(vec![SAMPLE], move |a| {
+                Ok(vec![self.conv_in.forward(&a[0])?])
+            }),
+        ];
+        // the slot the next segment writes
+        let mut next = TEMB + 2;
+        let mut push = |segs: &mut Vec<Segment<'a>>, seg: Segment<'a>| {
+            segs.push(seg);
+            next += 1;
+            next - 1
+        };
+        let resnet = |r: &'a ResnetBlock, x: usize| {
+            Segment::new(vec![x, TEMB], move |a| {
+                Ok(vec![r.forward(&a[0], Some(&a[1]))?])
+            })
+        };
+        let attention = |t: &'a SpatialTransformer, x: usize| {
+            Segment::new(vec![x], move |a| Ok(vec![t.forward(&a[0], context)?]))
+        };
+        let mut x = TEMB + 1;
+        let mut skips = vec![x];
         for block in &self.down {
-            for (j, resnet) in block.resnets.iter().enumerate() {
-                x = resnet.forward(&x, temb)?;
-                if let Some(att) = block.attentions.get(j) {
-                    x = att.forward(&x, context)?;
+            for (j, r) in block.resnets.iter().enumerate() {
+                x = push(&mut segs, resnet(r, x));
+                if let Some(t) = block.attentions.get(j) {
+                    x = push(&mut segs, attention(t, x));
                 }
-                skips.push(x.clone());
+                skips.push(x);
             }
             if let Some(ds) = &block.downsample {
-                x = ds.forward(&x)?;
-                skips.push(x.clone());
+                x = push(
+                    &mut segs,
+                    Segment::new(vec![x], move |a| Ok(vec![ds.forward(&a[0])?])),
+                );
+                skips.push(x);
             }
         }
-
-        x = self.mid.resnet0.forward(&x, temb)?;
-        x = self.mid.attention.forward(&x, context)?;
-        x = self.mid.resnet1.forward(&x, temb)?;
-
+        x = push(&mut segs, resnet(&self.mid.resnet0, x));
+        x = push(&mut segs, attention(&self.mid.attention, x));
+        x = push(&mut segs, resnet(&self.mid.resnet1, x));
         for block in &self.up {
-            for (j, resnet) in block.resnets.iter().enumerate() {
+            for (j, r) in block.resnets.iter().enumerate() {
                 let skip = skips.pop().expect("one skip per up-block resnet");
-                x = resnet.forward(&Tensor::cat(&[&x, &skip], 1)?, temb)?;
-                if let Some(att) = block.attentions.get(j) {
-                    x = att.forward(&x, context)?;
+                x = push(
+                    &mut segs,
+                    Segment::new(vec![x, skip, TEMB], move |a| {
+                        Ok(vec![
+                            r.forward(&Tensor::cat(&[&a[0], &a[1]], 1)?, Some(&a[2]))?
+                        ])
+                    }),
+                );
+                if let Some(t) = block.attentions.get(j) {
+                    x = push(&mut segs, attention(t, x));
                 }
             }
             if let Some(us) = &block.upsample {
-                let size = skips.last().map(|s| (s.dim(2), s.dim(3)));
-                let size = match size {
-                    Some((Ok(h), Ok(w))) => Some((h, w)),
-                    _ => None,
-                };
-                x = us.forward(&x, size)?;
+                // the next skip only gives the target size
+                let mut inputs = vec![x];
+                inputs.extend(skips.last().copied());
+                x = push(
+                    &mut segs,
+                    Segment::new(inputs, move |a| {
+                        let size = match a.get(1) {
+                            Some(s) => Some((s.dim(2)?, s.dim(3)?)),
+                            None => None,
+                        };
+                        Ok(vec![us.forward(&a[0], size)?])
+                    }),
+                );
             }
         }
-        self.conv_out.forward(&self.norm_out.forward(&x)?.silu()?)
+        push(
+            &mut segs,
+            Segment::new(vec![x], move |a| {
+                Ok(vec![self
+                    .conv_out
+                    .forward(&self.norm_out.forward(&a[0])?.silu()?)?])
+            }),
+        );
+        segs
     }
 }

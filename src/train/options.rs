@@ -56,6 +56,9 @@ pub struct TrainOptions {
     pub lora: Option<LoraConfig>,
     /// `no` (f32) or `bf16` (CUDA only: bf16 compute, f32 master weights).
     pub mixed_precision: String,
+    /// Recompute the UNet's activations segment by segment in the
+    /// backward instead of keeping them (less memory, slower steps).
+    pub gradient_checkpointing: bool,
     /// Seed of initialisation, data order, crops, noise and timesteps.
     pub seed: u64,
     /// Training crop width in pixels (time; a multiple of the VAE scale
@@ -105,6 +108,7 @@ impl Default for TrainOptions {
             ema_decay: None,
             lora: None,
             mixed_precision: "no".into(),
+            gradient_checkpointing: false,
             seed: 0,
             crop_px: 512,
             checkpoint_every: 500,

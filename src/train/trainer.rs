@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Device, Tensor, Var};
 use rand::Rng;
 
 use super::data::{make_batch, step_rng, BatchSettings, CachedLatent, DataEntry, SampleOrder};
@@ -15,6 +16,7 @@ use super::optim::{
 };
 use super::params::ParamSet;
 use crate::diffusion::config::UnetConfig;
+use crate::diffusion::segments::{self, Tape};
 use crate::diffusion::terr;
 use crate::diffusion::unet::Unet;
 use crate::diffusion::weights::WeightStore;
@@ -72,6 +74,9 @@ pub struct StepSettings {
     pub prediction: Prediction,
     /// UNet compute dtype (f32, or bf16 on CUDA).
     pub compute_dtype: DType,
+    /// Keep only segment boundaries in the forward and recompute each
+    /// segment in the backward (less memory, about one more forward).
+    pub gradient_checkpointing: bool,
     /// The run seed.
     pub seed: u64,
     /// Auxiliary loss, if any.
@@ -312,14 +317,34 @@ impl Trainer {
                 &self.device,
             )
             .map_err(terr("timesteps"))?;
-            let out = unet
-                .forward(
-                    &x_t.to_dtype(s.compute_dtype).map_err(terr("UNet input"))?,
-                    &t_tensor,
-                    &ctx,
-                )
-                .and_then(|o| o.to_dtype(DType::F32))
-                .map_err(terr("UNet forward"))?;
+            let segs = unet.segments(&ctx);
+            let inputs = x_t
+                .to_dtype(s.compute_dtype)
+                .and_then(|x| unet.segment_inputs(&x, &t_tensor))
+                .map_err(terr("UNet input"))?;
+            // with checkpointing the UNet output is a leaf: the loss is
+            // differentiated down to it, and the tape takes it from there
+            let (out, tape) = if s.gradient_checkpointing {
+                let tape = Tape::record(&segs, inputs).map_err(terr("UNet forward"))?;
+                let leaf = Var::from_tensor(tape.output()).map_err(terr("UNet forward"))?;
+                (leaf.as_tensor().clone(), Some((tape, leaf)))
+            } else {
+                let out = segments::run(&segs, inputs).map_err(terr("UNet forward"))?;
+                (out, None)
+            };
+            let out = out.to_dtype(DType::F32).map_err(terr("UNet forward"))?;
+            let backprop = |loss: &Tensor| -> Result<GradStore> {
+                let grads = loss.backward().map_err(terr("backward"))?;
+                let Some((tape, leaf)) = &tape else {
+                    return Ok(grads);
+                };
+                match grads.get(leaf.as_tensor()) {
+                    Some(cot) => tape
+                        .backward(&segs, cot, &vars)
+                        .map_err(terr("checkpointed backward")),
+                    None => Ok(GradStore::default()),
+                }
+            };
             let weights = self.schedule.loss_weights(&ts, s.snr_gamma, s.prediction)?;
             let diff = weighted_mse(&out, &target, &weights)?;
             let diff_v = scalar(&diff)?;
@@ -370,9 +395,9 @@ impl Trainer {
                     let weighted = (ce * lambda).map_err(terr("aux loss"))?;
                     let aux_scaled = (weighted * inv_accum).map_err(terr("loss"))?;
                     if measure_aux {
-                        let gd = diff_scaled.backward().map_err(terr("backward"))?;
-                        let ga = aux_scaled.backward().map_err(terr("backward"))?;
-                        let norm_of = |g: &candle_core::backprop::GradStore| {
+                        let gd = backprop(&diff_scaled)?;
+                        let ga = backprop(&aux_scaled)?;
+                        let norm_of = |g: &GradStore| {
                             let list: Vec<Option<Tensor>> =
                                 vars.iter().map(|v| g.get(v.as_tensor()).cloned()).collect();
                             grad_norm(&list)
@@ -385,7 +410,7 @@ impl Trainer {
                         acc.add(&vars, &ga)?;
                     } else {
                         let total = (diff_scaled + aux_scaled).map_err(terr("loss"))?;
-                        acc.add(&vars, &total.backward().map_err(terr("backward"))?)?;
+                        acc.add(&vars, &backprop(&total)?)?;
                     }
                 }
                 other => {
@@ -395,7 +420,7 @@ impl Trainer {
                         aux_n += 1;
                     }
                     report.loss += diff_v * inv_accum;
-                    acc.add(&vars, &diff_scaled.backward().map_err(terr("backward"))?)?;
+                    acc.add(&vars, &backprop(&diff_scaled)?)?;
                 }
             }
         }
