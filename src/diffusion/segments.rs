@@ -230,6 +230,17 @@ mod tests {
         (w1, w2, x)
     }
 
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    }
+
     #[test]
     fn checkpointed_gradients_equal_the_plain_ones() {
         let dev = Device::Cpu;
@@ -241,14 +252,7 @@ mod tests {
         let plain = (&y * &cot).unwrap().sum_all().unwrap().backward().unwrap();
 
         let tape = Tape::record(&segs, vec![x]).unwrap();
-        let diff: f64 = (tape.output() - &y)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let diff = max_abs_diff(tape.output(), &y);
         assert!(diff < 1e-12, "outputs differ by {diff}");
         let ck = tape
             .backward(&segs, &cot, &[w1.clone(), w2.clone()])
@@ -256,14 +260,7 @@ mod tests {
         for w in [&w1, &w2] {
             let a = plain.get(w.as_tensor()).unwrap();
             let b = ck.get(w.as_tensor()).unwrap();
-            let d: f64 = (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar()
-                .unwrap();
+            let d = max_abs_diff(a, b);
             assert!(d < 1e-10, "gradients differ by {d}");
         }
     }

@@ -270,12 +270,11 @@ impl Unet {
                 Ok(vec![self.conv_in.forward(&a[0])?])
             }),
         ];
-        // the slot the next segment writes
-        let mut next = TEMB + 2;
-        let mut push = |segs: &mut Vec<Segment<'a>>, seg: Segment<'a>| {
+        // every segment writes one slot after the two inputs: the k-th
+        // segment's output is slot 2 + k
+        let push = |segs: &mut Vec<Segment<'a>>, seg: Segment<'a>| {
             segs.push(seg);
-            next += 1;
-            next - 1
+            SINUSOID + segs.len()
         };
         let resnet = |r: &'a ResnetBlock, x: usize| {
             Segment::new(vec![x, TEMB], move |a| {
