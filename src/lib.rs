@@ -32,6 +32,7 @@ pub mod corpus;
 pub mod diffusion;
 pub mod error;
 pub mod fsutil;
+pub mod musicgen;
 pub mod plot;
 pub mod progress;
 pub mod raga;

@@ -1,5 +1,6 @@
-//! `bench-sd`: time text-to-image sampling with random weights of a real
-//! architecture (SD 1.5 by default), no checkpoint needed.
+//! `bench-sd` and `bench-musicgen`: time generation with random weights of
+//! a real architecture (SD 1.5; MusicGen small / medium / large), no
+//! checkpoint needed.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +10,9 @@ use ragafusion::diffusion::bench::{run_benchmark, BenchConfig};
 use ragafusion::diffusion::config::{UnetConfig, VaeConfig};
 use ragafusion::diffusion::{SampleSettings, SamplerKind};
 use ragafusion::fsutil::write_json_atomic;
+use ragafusion::musicgen::bench::{run_musicgen_benchmark, MusicgenBenchConfig};
+use ragafusion::musicgen::config::{DecoderConfig, EncodecConfig, T5Config};
+use ragafusion::musicgen::{GenerateSettings, Sampling};
 use serde_json::json;
 
 use super::progress_bar::Bar;
@@ -84,6 +88,85 @@ pub fn bench_sd(a: BenchSdArgs) -> anyhow::Result<ExitCode> {
         report.denoise_s,
         report.s_per_step,
         report.decode_s,
+        report.peak_rss_mib.unwrap_or(f64::NAN)
+    );
+    if let Some(p) = &a.json {
+        write_json_atomic(p, &out)?;
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Arguments of `bench-musicgen`.
+#[derive(Debug, Args)]
+pub struct BenchMusicgenArgs {
+    /// Decoder size: small, medium or large.
+    #[arg(long, default_value = "small", value_parser = ["small", "medium", "large"])]
+    size: String,
+    /// Seconds of audio (50 S + 3 decoder steps).
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Guidance scale; above 1 the decoder runs on a batch of two.
+    #[arg(long, default_value_t = 3.0)]
+    guidance: f64,
+    /// Argmax decoding instead of top-k 250 sampling.
+    #[arg(long)]
+    greedy: bool,
+    /// Text tokens of the (random) prompt.
+    #[arg(long, default_value_t = 16)]
+    text_tokens: usize,
+    /// `cpu`, or `cuda` / `cuda:N` (a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Decoder precision: f32, f16 or bf16 (bf16 on CUDA only).
+    #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "bf16"])]
+    dtype: String,
+    /// Also write the report to this JSON file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// Runs `bench-musicgen`.
+pub fn bench_musicgen(a: BenchMusicgenArgs) -> anyhow::Result<ExitCode> {
+    let (device, dtype) = parse_device_dtype(&a.device, &a.dtype)?;
+    let cfg = MusicgenBenchConfig {
+        decoder: DecoderConfig::preset(&a.size)?,
+        text: T5Config::base(),
+        codec: EncodecConfig::musicgen_32khz(),
+        seconds: a.seconds,
+        text_tokens: a.text_tokens,
+        settings: GenerateSettings {
+            guidance: a.guidance,
+            sampling: Sampling {
+                greedy: a.greedy,
+                ..Sampling::default()
+            },
+            seed: 0,
+        },
+        dtype,
+        device,
+    };
+    let bar = Bar::new();
+    let report = run_musicgen_benchmark(&cfg, &bar)?;
+    let out = json!({
+        "model": format!("MusicGen {} architecture (T5-base, 32 kHz EnCodec), random weights", a.size),
+        "seconds": a.seconds,
+        "guidance": a.guidance,
+        "greedy": a.greedy,
+        "device": a.device,
+        "dtype": a.dtype,
+        "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "version": env!("CARGO_PKG_VERSION"),
+        "report": report,
+    });
+    eprintln!(
+        "{} decoder steps in {:.1} s ({:.1} tokens/s, {:.1} ms/step), codec {:.2} s, RTF {:.2}, peak RSS {:.0} MiB",
+        report.decoder_steps,
+        report.decode_s,
+        report.tokens_per_s,
+        report.ms_per_step,
+        report.codec_s,
+        report.real_time_factor,
         report.peak_rss_mib.unwrap_or(f64::NAN)
     );
     if let Some(p) = &a.json {

@@ -17,17 +17,32 @@ use ragafusion::diffusion::{NoiseSource, SampleSettings, SamplerKind, SeededNois
 use ragafusion::spectrogram::{read_png, SpectrogramConverter};
 use serde_json::json;
 
+use super::musicgen::{self, MusicgenArgs};
 use super::progress_bar::Bar;
 use super::sd_args::{
     clip_px, height_px, model_params, model_record, parse_scheduler, px_of_ms, slug, write_outputs,
     ModelArgs, OutputArgs, SamplingArgs,
 };
 
+/// The model family `generate` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// A Stable Diffusion checkpoint in the diffusers layout (riffusion).
+    Diffusion,
+    /// A MusicGen checkpoint in the transformers layout.
+    Musicgen,
+}
+
 /// Arguments of `generate`.
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
-    /// Text prompt (prompts over 77 tokens are truncated with a warning).
+    /// Text prompt (Stable Diffusion truncates prompts over 77 tokens with
+    /// a warning; MusicGen generates unconditionally from an empty one).
     prompt: String,
+    /// Model family: `diffusion` (spectrogram diffusion; WAV + PNG + JSON)
+    /// or `musicgen` (WAV + JSON).
+    #[arg(long, value_enum, default_value_t = Backend::Diffusion)]
+    backend: Backend,
     #[command(flatten)]
     model: ModelArgs,
     #[command(flatten)]
@@ -38,8 +53,11 @@ pub struct GenerateArgs {
     /// Samples generated at once (each gets its own files).
     #[arg(long, default_value_t = 1)]
     batch: usize,
-    /// Length in seconds; longer than one clip (5.12 s) generates clip by
-    /// clip, each continuing the previous one, cross-faded into one file.
+    /// Length in seconds (default one 5.12 s clip). Diffusion: longer than
+    /// one clip generates clip by clip, each continuing the previous one,
+    /// cross-faded into one file. MusicGen: new audio after any
+    /// `--continue` prompt, 50 S + 3 decoder steps at 50 Hz, window by
+    /// window past `--window-s`.
     #[arg(long)]
     seconds: Option<f64>,
     /// Columns shared by consecutive long-form clips, in milliseconds.
@@ -52,6 +70,8 @@ pub struct GenerateArgs {
     init_latents: Option<PathBuf>,
     #[command(flatten)]
     output: OutputArgs,
+    #[command(flatten)]
+    musicgen: MusicgenArgs,
 }
 
 /// Arguments of `audio-to-audio`.
@@ -118,6 +138,9 @@ pub struct InterpolateArgs {
 
 /// Runs `generate`.
 pub fn generate(a: GenerateArgs) -> anyhow::Result<ExitCode> {
+    if a.backend == Backend::Musicgen {
+        return generate_musicgen(&a);
+    }
     let start = Instant::now();
     if a.batch == 0 {
         bail!("--batch must be at least 1");
@@ -135,7 +158,7 @@ pub fn generate(a: GenerateArgs) -> anyhow::Result<ExitCode> {
     let settings = SampleSettings {
         sampler: a.sampling.scheduler,
         steps: a.steps,
-        guidance: a.sampling.guidance,
+        guidance: a.sampling.sd_guidance(),
     };
     let bar = Bar::new();
     let t0 = Instant::now();
@@ -216,6 +239,30 @@ pub fn generate(a: GenerateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn generate_musicgen(a: &GenerateArgs) -> anyhow::Result<ExitCode> {
+    let diffusion_only = [
+        (a.sampling.negative.is_some(), "--negative"),
+        (a.init_latents.is_some(), "--init-latents"),
+        (a.batch != 1, "--batch"),
+        (a.model.variant.is_some(), "--variant"),
+    ];
+    if let Some((_, flag)) = diffusion_only.iter().find(|(given, _)| *given) {
+        bail!("{flag} applies to --backend diffusion only");
+    }
+    musicgen::generate(musicgen::Request {
+        prompt: &a.prompt,
+        model: &a.model.model,
+        device: &a.model.device,
+        dtype: &a.model.dtype,
+        guidance: a.sampling.guidance,
+        seed: a.sampling.seed,
+        seconds: a.seconds.unwrap_or(5.12),
+        out: &a.output.out,
+        name: a.output.name.as_deref(),
+        args: &a.musicgen,
+    })
+}
+
 fn read_init_latents(path: &Path) -> anyhow::Result<Tensor> {
     let store = WeightStore::open(path, &Device::Cpu)
         .with_context(|| format!("reading --init-latents {}", path.display()))?;
@@ -273,7 +320,7 @@ pub fn audio_to_audio(a: AudioToAudioArgs) -> anyhow::Result<ExitCode> {
     let settings = SampleSettings {
         sampler: a.sampling.scheduler,
         steps: a.steps,
-        guidance: a.sampling.guidance,
+        guidance: a.sampling.sd_guidance(),
     };
     let tiling = Tiling {
         clip_px,

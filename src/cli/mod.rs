@@ -5,6 +5,7 @@ mod bench;
 mod codec;
 mod corpus;
 mod generate;
+mod musicgen;
 mod progress_bar;
 mod raga;
 mod sd_args;
@@ -50,8 +51,9 @@ enum Command {
     /// Inspect a clip: a labelled figure (spectrogram, pitch over a swara
     /// grid, PCD, top ragas, loudness) and the same facts as text or JSON.
     Analyze(analyze::AnalyzeArgs),
-    /// Make music from a text prompt with a Stable Diffusion checkpoint:
-    /// WAV + spectrogram PNG + JSON sidecar; `--seconds` for long form.
+    /// Make music from a text prompt with a Stable Diffusion checkpoint
+    /// (WAV + spectrogram PNG + JSON sidecar) or a MusicGen checkpoint
+    /// (`--backend musicgen`: WAV + JSON); `--seconds` for long form.
     Generate(generate::GenerateArgs),
     /// Re-generate an audio file towards a prompt (img2img on its
     /// spectrogram, clip by clip), optionally through a mask.
@@ -62,6 +64,10 @@ enum Command {
     /// Time Stable Diffusion sampling (SD 1.5 architecture, random
     /// weights): seconds per step, VAE decode, peak memory.
     BenchSd(bench::BenchSdArgs),
+    /// Time MusicGen generation (small / medium / large architecture,
+    /// random weights): tokens per second, codec decode, real-time factor,
+    /// peak memory.
+    BenchMusicgen(bench::BenchMusicgenArgs),
     /// Fine-tune a Stable Diffusion UNet (full or LoRA, or from a named
     /// config) on captioned spectrograms, optionally with the raga
     /// auxiliary loss; checkpoints, resume, validation, export to OUT/final.
@@ -127,6 +133,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::AudioToAudio(a) => generate::audio_to_audio(a),
         Command::Interpolate(a) => generate::interpolate(a),
         Command::BenchSd(a) => bench::bench_sd(a),
+        Command::BenchMusicgen(a) => bench::bench_musicgen(a),
         Command::Train(a) => train::train(*a),
         Command::TrainVae(a) => train_parts::train_vae(a),
         Command::TrainLatentClassifier(a) => train_parts::train_latent_classifier(a),

@@ -22,8 +22,10 @@ use super::progress_bar::Bar;
 /// Where the model comes from and how it runs.
 #[derive(Debug, Args)]
 pub struct ModelArgs {
-    /// Checkpoint folder in the diffusers layout (model_index.json, unet/,
-    /// vae/, text_encoder/, tokenizer/, scheduler/).
+    /// Checkpoint folder: diffusers layout (model_index.json, unet/, vae/,
+    /// text_encoder/, tokenizer/, scheduler/), or with `--backend musicgen`
+    /// transformers' MusicGen layout (config.json, model.safetensors,
+    /// tokenizer.json).
     #[arg(long)]
     pub(super) model: PathBuf,
     /// `cpu`, or `cuda` / `cuda:N` (a build with `--features cuda`).
@@ -36,7 +38,7 @@ pub struct ModelArgs {
     /// Weights variant to prefer, e.g. `fp16` for
     /// diffusion_pytorch_model.fp16.safetensors.
     #[arg(long)]
-    variant: Option<String>,
+    pub(super) variant: Option<String>,
     /// Attention computed for this many batch x head slices at a time
     /// (less memory); default: automatic.
     #[arg(long)]
@@ -103,15 +105,23 @@ pub struct SamplingArgs {
     /// Sampler: ddim, pndm (riffusion's default), euler-a or dpmpp-2m.
     #[arg(long, default_value = "pndm", value_parser = parse_scheduler)]
     pub(super) scheduler: SamplerKind,
-    /// Classifier-free guidance scale (1 disables guidance).
-    #[arg(long, default_value_t = 7.0)]
-    pub(super) guidance: f64,
+    /// Classifier-free guidance scale, 1 disables guidance (default 7; 3
+    /// with `--backend musicgen`).
+    #[arg(long)]
+    pub(super) guidance: Option<f64>,
     /// Negative prompt (what to steer away from); default the empty prompt.
     #[arg(long)]
     pub(super) negative: Option<String>,
     /// Seed of the initial noise (and of Euler ancestral's noise).
     #[arg(long, default_value_t = 42)]
     pub(super) seed: u64,
+}
+
+impl SamplingArgs {
+    /// The guidance scale for Stable Diffusion (riffusion's default 7).
+    pub(super) fn sd_guidance(&self) -> f64 {
+        self.guidance.unwrap_or(7.0)
+    }
 }
 
 /// Output settings shared by the verbs.
