@@ -341,4 +341,18 @@ fn mismatched_checkpoints_name_the_tensor() {
         e.contains("config.json") && e.contains("decoder.num_attention_heads"),
         "{e}"
     );
+    // a melody-conditioned checkpoint
+    std::fs::write(
+        &cfg_file,
+        text.replace(
+            "\"model_type\": \"musicgen\"",
+            "\"model_type\": \"musicgen_melody\"",
+        ),
+    )
+    .unwrap();
+    let e = load(dir.path()).unwrap_err();
+    assert!(
+        e.contains("model_type") && e.contains("musicgen_melody"),
+        "{e}"
+    );
 }

@@ -74,8 +74,8 @@ fn greedy(guidance: f64) -> GenerateSettings {
     }
 }
 
-fn new_tokens(r: &WeightStore, key: &str) -> usize {
-    let _ = r;
+/// A count stored in the reference file's metadata.
+fn meta(key: &str) -> usize {
     let file = data().join("musicgen-tiny-reference.safetensors");
     let bytes = std::fs::read(file).unwrap();
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
@@ -164,7 +164,7 @@ fn encodec_decode_and_encode_match_transformers() {
 fn greedy_generation_matches_transformers_with_and_without_guidance() {
     let m = model("musicgen-tiny");
     let r = reference();
-    let steps = new_tokens(&r, "new_tokens");
+    let steps = meta("new_tokens");
     let memory = m.text_memory(&["kalyani raga, adi tala, alapana"]).unwrap();
     let empty = vec![Vec::new(); 4];
     for (g, key) in [(1.0, "gen.g1"), (3.0, "gen.g3")] {
@@ -200,7 +200,7 @@ fn greedy_generation_matches_transformers_with_and_without_guidance() {
 fn greedy_continuation_matches_transformers() {
     let m = model("musicgen-tiny");
     let r = reference();
-    let steps = new_tokens(&r, "cont_tokens");
+    let steps = meta("cont_tokens");
     let input = get(&r, "gen.cont.input").flatten_all().unwrap();
     let audio = Audio::new(vec![input.to_vec1().unwrap()], 32000, "prompt").unwrap();
     let prompt = audio_to_codes(&m, &audio).unwrap();
@@ -224,7 +224,7 @@ fn greedy_continuation_matches_transformers() {
 fn stereo_greedy_generation_matches_transformers() {
     let m = model("musicgen-tiny-stereo");
     let r = reference();
-    let steps = new_tokens(&r, "new_tokens");
+    let steps = meta("new_tokens");
     let memory = m.text_memory(&["kalyani raga, adi tala, alapana"]).unwrap();
     let codes = generate_codes(
         &m.decoder,

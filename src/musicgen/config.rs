@@ -21,6 +21,10 @@ fn invalid(file: &Path, reason: impl Into<String>) -> Error {
 /// The whole checkpoint's config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MusicgenConfig {
+    /// `musicgen` (melody checkpoints say `musicgen_melody` and are a
+    /// different architecture).
+    #[serde(default)]
+    pub model_type: Option<String>,
     /// The T5 encoder of the text prompt.
     pub text_encoder: T5Config,
     /// The EnCodec model that turns codes into audio (and audio into codes).
@@ -443,6 +447,15 @@ impl MusicgenConfig {
 
     /// Refuses configs the models here cannot build, naming the key.
     pub fn validate(&self, file: &Path) -> Result<()> {
+        if let Some(kind) = self.model_type.as_deref().filter(|k| *k != "musicgen") {
+            return Err(invalid(
+                file,
+                format!(
+                    "model_type: {kind} is not supported (musicgen; melody-conditioned \
+                     checkpoints are a different architecture)"
+                ),
+            ));
+        }
         self.decoder.validate(file)?;
         self.audio_encoder.validate(file)?;
         let t = &self.text_encoder;

@@ -215,7 +215,19 @@ impl Decoder {
 
     /// Starts a generation against `memory` `[b, s, W]` with its 0/1 mask
     /// `[b, s]`: computes every layer's cross-attention keys and values once.
+    /// The self-attention caches grow as needed; [`Self::start_for`] sizes
+    /// them up front.
     pub fn start(&self, memory: &Tensor, mask: &Tensor) -> Result<DecoderState> {
+        self.start_for(memory, mask, 256)
+    }
+
+    /// [`Self::start`] with room for `positions` tokens in the caches.
+    pub fn start_for(
+        &self,
+        memory: &Tensor,
+        mask: &Tensor,
+        positions: usize,
+    ) -> Result<DecoderState> {
         let (b, s, _) = memory.dims3()?;
         let memory = memory.to_dtype(self.dtype)?;
         let cross = self
@@ -226,7 +238,11 @@ impl Decoder {
         let memory_bias = ((mask.to_dtype(DType::F32)?.affine(-1.0, 1.0)?) * f32::MIN as f64)?
             .reshape((b, 1, 1, s))?;
         Ok(DecoderState {
-            caches: self.layers.iter().map(|_| KvCache::new(2, 256)).collect(),
+            caches: self
+                .layers
+                .iter()
+                .map(|_| KvCache::new(2, positions.max(1)))
+                .collect(),
             cross,
             memory_bias,
             batch: b,

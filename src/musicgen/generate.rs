@@ -128,7 +128,9 @@ pub fn generate_codes(
         }
         Tensor::from_vec(data, (batch, k, t), dev)
     };
-    let mut state = decoder.start(&hidden, &mask).map_err(terr)?;
+    let mut state = decoder
+        .start_for(&hidden, &mask, pattern.len())
+        .map_err(terr)?;
     let mut input = feed(&columns).map_err(terr)?;
     progress.start((pattern.len() - start) as u64, "decoding");
     for j in start..pattern.len() {
