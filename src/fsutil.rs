@@ -61,6 +61,18 @@ pub fn io_at(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
     move |e| Error::io(path, e)
 }
 
+/// A 64-bit content hash (xxh3, hex) of `files` in order: each file's
+/// length and bytes. It identifies a checkpoint in sidecars and reports.
+pub fn content_hash(files: &[PathBuf]) -> Result<String> {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    for f in files {
+        let bytes = read_bytes(f)?;
+        hasher.update(&(bytes.len() as u64).to_le_bytes());
+        hasher.update(&bytes);
+    }
+    Ok(format!("xxh3:{:016x}", hasher.digest()))
+}
+
 /// Reads a whole file, naming it in the error.
 pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::io(path, e))

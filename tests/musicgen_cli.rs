@@ -4,7 +4,11 @@
 //! long generation, and clear errors for bad input.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+mod common;
+
+use common::{assert_ok as ok, fails_with, run_cli as run};
 
 use ragafusion::audio::read_audio;
 
@@ -14,38 +18,14 @@ fn data(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn run(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_ragafusion"))
-        .args(args)
-        .output()
-        .expect("binary runs");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!err.contains("panicked"), "panic: {err}");
-    out
-}
-
-fn ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn fails_with(out: &Output, words: &[&str]) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    for w in words {
-        assert!(err.contains(w), "error lacks {w:?}: {err}");
-    }
-}
-
 fn sidecar(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-fn generate(prompt: &str, model: &str, out: &Path, extra: &[&str]) -> Output {
-    let model = data(model);
+/// `generate PROMPT --backend musicgen --model DIR --out OUT EXTRA...`,
+/// DIR a folder of tests/data or any path.
+fn generate(prompt: &str, model: impl AsRef<Path>, out: &Path, extra: &[&str]) -> Output {
+    let model = data("").join(model);
     let mut args = vec![
         "generate",
         prompt,
@@ -164,17 +144,7 @@ fn text_unconditional_continuation_and_long_outputs() {
 fn bad_input_gives_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path();
-    let missing = out.join("nope");
-    let o = run(&[
-        "generate",
-        "x",
-        "--backend",
-        "musicgen",
-        "--model",
-        missing.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = generate("x", out.join("nope"), out, &[]);
     fails_with(&o, &["nope", "not a folder"]);
 
     let bad = out.join("bad.wav");
@@ -203,17 +173,7 @@ fn bad_input_gives_clear_errors() {
     );
     fails_with(&o, &["--stride-s"]);
     // a diffusers checkpoint is not a MusicGen one
-    let sd = data("sd-tiny");
-    let o = run(&[
-        "generate",
-        "x",
-        "--backend",
-        "musicgen",
-        "--model",
-        sd.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = generate("x", "sd-tiny", out, &[]);
     fails_with(&o, &["config.json", "missing"]);
     assert!(std::fs::read_dir(out).unwrap().all(|e| !e
         .unwrap()

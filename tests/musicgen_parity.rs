@@ -5,6 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
+mod common;
+
+use common::max_diff;
+
 use candle_core::{DType, Device, Tensor};
 use ragafusion::audio::Audio;
 use ragafusion::diffusion::weights::WeightStore;
@@ -46,20 +50,6 @@ fn code_rows(t: &Tensor) -> Vec<Vec<u32>> {
         .to_dtype(DType::U32)
         .unwrap()
         .to_vec2()
-        .unwrap()
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims(), "shapes");
-    let a = a.to_dtype(DType::F32).unwrap();
-    let b = b.to_dtype(DType::F32).unwrap();
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
         .unwrap()
 }
 

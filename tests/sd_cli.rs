@@ -3,7 +3,10 @@
 //! the long-form seam test, and clear errors for bad input.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
+mod common;
+
+use common::{assert_ok as ok, fails_with, run_cli as run};
 
 use ragafusion::audio::{read_audio_as, ChannelLayout};
 use ragafusion::diffusion::longform::Tiling;
@@ -16,32 +19,6 @@ fn model() -> PathBuf {
 
 fn clip() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/clips/vignesh_5120ms.wav")
-}
-
-fn run(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_ragafusion"))
-        .args(args)
-        .output()
-        .expect("binary runs");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!err.contains("panicked"), "panic: {err}");
-    out
-}
-
-fn ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn fails_with(out: &Output, words: &[&str]) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    for w in words {
-        assert!(err.contains(w), "error lacks {w:?}: {err}");
-    }
 }
 
 fn sidecar(path: &Path) -> serde_json::Value {

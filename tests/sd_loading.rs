@@ -198,14 +198,7 @@ fn fp16_variant_loads_into_f32_and_f32_into_half_precision() {
     let a = full.unet.forward(&x, &t, &ctx).unwrap();
     let b = from_half.unet.forward(&x, &t, &ctx).unwrap();
     let rel = |a: &Tensor, b: &Tensor| {
-        let d = (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let d = common::max_diff(a, b);
         let m = a
             .abs()
             .unwrap()

@@ -6,9 +6,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::copy_dir;
+use common::{copy_dir, max_diff};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use ragafusion::diffusion::pipeline::slerp;
 use ragafusion::diffusion::weights::WeightStore;
 use ragafusion::diffusion::{
@@ -33,20 +33,6 @@ fn get(r: &WeightStore, name: &str) -> Tensor {
     r.tensor(name)
         .unwrap_or_else(|| panic!("reference tensor {name}"))
         .clone()
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims(), "shapes");
-    let a = a.to_dtype(DType::F32).unwrap();
-    let b = b.to_dtype(DType::F32).unwrap();
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 fn magnitude(a: &Tensor) -> f32 {

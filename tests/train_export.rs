@@ -7,8 +7,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
-use common::copy_dir;
+use candle_core::Device;
+use common::{copy_dir, max_diff};
 use ragafusion::diffusion::weights::WeightStore;
 use ragafusion::diffusion::{LoadOptions, StableDiffusion};
 use ragafusion::train::lora::merge;
@@ -19,18 +19,6 @@ fn data() -> PathBuf {
 
 fn store(path: &Path) -> WeightStore {
     WeightStore::open(path, &Device::Cpu).unwrap()
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a.to_dtype(DType::F32).unwrap() - b.to_dtype(DType::F32).unwrap())
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 /// sd-tiny with the exported UNet in place, as `train` writes OUT/final.

@@ -90,11 +90,7 @@ pub fn bench_sd(a: BenchSdArgs) -> anyhow::Result<ExitCode> {
         report.decode_s,
         report.peak_rss_mib.unwrap_or(f64::NAN)
     );
-    if let Some(p) = &a.json {
-        write_json_atomic(p, &out)?;
-    }
-    println!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(ExitCode::SUCCESS)
+    emit(&out, a.json.as_deref())
 }
 
 /// Arguments of `bench-musicgen`.
@@ -169,9 +165,14 @@ pub fn bench_musicgen(a: BenchMusicgenArgs) -> anyhow::Result<ExitCode> {
         report.real_time_factor,
         report.peak_rss_mib.unwrap_or(f64::NAN)
     );
-    if let Some(p) = &a.json {
-        write_json_atomic(p, &out)?;
+    emit(&out, a.json.as_deref())
+}
+
+/// Prints the report as JSON and, with `--json`, also writes it there.
+fn emit(out: &serde_json::Value, json: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    if let Some(p) = json {
+        write_json_atomic(p, out)?;
     }
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    println!("{}", serde_json::to_string_pretty(out)?);
     Ok(ExitCode::SUCCESS)
 }

@@ -255,12 +255,6 @@ impl StableDiffusion {
             self.dir.join("text_encoder").join("config.json"),
         ];
         files.extend(self.weight_files.iter().cloned());
-        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-        for f in &files {
-            let bytes = std::fs::read(f).map_err(|e| Error::io(f, e))?;
-            hasher.update(&(bytes.len() as u64).to_le_bytes());
-            hasher.update(&bytes);
-        }
-        Ok(format!("xxh3:{:016x}", hasher.digest()))
+        crate::fsutil::content_hash(&files)
     }
 }

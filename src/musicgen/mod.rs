@@ -36,3 +36,13 @@ pub use generate::{
 };
 pub use model::{Memory, MusicGen};
 pub use sampling::Sampling;
+
+/// The largest absolute difference of two f32 tensors (for tests).
+#[cfg(test)]
+pub(crate) fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    (a - b)
+        .and_then(|d| d.abs())
+        .and_then(|d| d.max_all())
+        .and_then(|d| d.to_scalar::<f32>())
+        .expect("same shapes, f32")
+}

@@ -90,6 +90,7 @@ impl CustomOp3 for StepAttention {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::musicgen::max_abs_diff;
     use candle_core::Device;
 
     #[test]
@@ -108,14 +109,7 @@ mod tests {
         let scores = q.matmul(&k.t().unwrap()).unwrap();
         let probs = candle_nn::ops::softmax_last_dim(&scores).unwrap();
         let want = probs.matmul(&v.contiguous().unwrap()).unwrap();
-        let d = (fast - want)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let d = max_abs_diff(&fast, &want);
         assert!(d < 1e-5, "{d}");
     }
 }

@@ -1,6 +1,56 @@
 //! Helpers shared by the integration tests.
 
 use std::path::Path;
+use std::process::{Command, Output};
+
+/// Runs the `ragafusion` binary; fails the test if it panicked.
+#[allow(dead_code)]
+pub fn run_cli(args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_ragafusion"))
+        .args(args)
+        .output()
+        .expect("binary runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "panic: {err}");
+    out
+}
+
+/// Asserts that a run succeeded, showing its stderr if not.
+#[allow(dead_code)]
+pub fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Asserts that a run failed with status 1 and an error holding `words`.
+#[allow(dead_code)]
+pub fn fails_with(out: &Output, words: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    for w in words {
+        assert!(err.contains(w), "error lacks {w:?}: {err}");
+    }
+}
+
+/// The largest absolute difference of two tensors of one shape (in f32).
+#[allow(dead_code)]
+pub fn max_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    use candle_core::DType;
+    assert_eq!(a.dims(), b.dims(), "shapes");
+    let a = a.to_dtype(DType::F32).unwrap();
+    let b = b.to_dtype(DType::F32).unwrap();
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
 
 /// Copies the folder tree `from` into the existing folder `to`.
 #[allow(dead_code)]
