@@ -121,6 +121,22 @@ impl Error {
         }
     }
 
+    /// Builds an [`Error::Checkpoint`] for `file`.
+    pub fn checkpoint(file: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::Checkpoint {
+            file: file.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Builds an [`Error::InvalidData`] for the data file `file`.
+    pub fn invalid_data(file: &std::path::Path, reason: impl Into<String>) -> Self {
+        Error::InvalidData {
+            file: file.display().to_string(),
+            reason: reason.into(),
+        }
+    }
+
     /// Builds an [`Error::InvalidParameter`].
     pub fn param(field: &'static str, reason: impl Into<String>) -> Self {
         Error::InvalidParameter {

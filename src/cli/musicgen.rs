@@ -109,7 +109,6 @@ pub fn generate(r: Request) -> anyhow::Result<ExitCode> {
         },
         seed: r.seed,
     };
-    settings.sampling.validate()?;
 
     let t0 = Instant::now();
     let memory = if unconditional {
@@ -119,9 +118,8 @@ pub fn generate(r: Request) -> anyhow::Result<ExitCode> {
     };
     let text_s = t0.elapsed().as_secs_f64();
 
-    let codebooks = model.config.decoder.num_codebooks;
-    let (head, context): (Codes, Codes) = match &a.continue_from {
-        None => (vec![Vec::new(); codebooks], vec![Vec::new(); codebooks]),
+    let prompt: Codes = match &a.continue_from {
+        None => vec![Vec::new(); model.config.decoder.num_codebooks],
         Some(path) => {
             let layout = if model.channels() == 2 {
                 ChannelLayout::Stereo
@@ -130,38 +128,25 @@ pub fn generate(r: Request) -> anyhow::Result<ExitCode> {
             };
             let audio = read_audio_as(path, model.sample_rate_hz(), layout)
                 .with_context(|| format!("reading --continue {}", path.display()))?;
-            let codes = audio_to_codes(&model, &audio)
-                .with_context(|| format!("encoding --continue {}", path.display()))?;
-            // the decoder sees at most one window's context of the prompt
-            let keep = (windowing.window_frames - windowing.stride_frames).min(codes[0].len());
-            let cut = codes[0].len() - keep;
-            let head = codes.iter().map(|r| r[..cut].to_vec()).collect();
-            let context = codes.iter().map(|r| r[cut..].to_vec()).collect();
-            (head, context)
+            audio_to_codes(&model, &audio)
+                .with_context(|| format!("encoding --continue {}", path.display()))?
         }
     };
-    let prompt_frames = head[0].len() + context[0].len();
+    let prompt_frames = prompt[0].len();
 
     let bar = Bar::new();
     let t0 = Instant::now();
     let generated = generate_long(
         &model.decoder,
         &memory,
-        &context,
+        &prompt,
         new_frames,
         windowing,
         &settings,
         &bar,
     )?;
     let decode_s = t0.elapsed().as_secs_f64();
-    let codes: Codes = head
-        .into_iter()
-        .zip(generated.codes)
-        .map(|(mut h, g)| {
-            h.extend(g);
-            h
-        })
-        .collect();
+    let (codes, windows, steps) = (generated.codes, generated.windows, generated.decoder_steps);
     let t0 = Instant::now();
     let audio = codes_to_audio(&model, &codes)?;
     let codec_s = t0.elapsed().as_secs_f64();
@@ -173,7 +158,6 @@ pub fn generate(r: Request) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(r.out).with_context(|| format!("creating {}", r.out.display()))?;
     let wav = r.out.join(format!("{base}.wav"));
     write_wav(&wav, &audio, WavFormat::Pcm16)?;
-    let (windows, steps) = (generated.windows, generated.decoder_steps);
     let sidecar = json!({
         "kind": if a.continue_from.is_some() { "musicgen-continuation" }
                 else if unconditional { "musicgen-unconditional" } else { "musicgen" },

@@ -14,7 +14,7 @@ use super::schedulers::SchedulerConfig;
 use super::tokenizer::ClipTokenizer;
 use super::unet::Unet;
 use super::vae::Vae;
-use super::weights::WeightStore;
+use super::weights::{tensor_err, WeightStore};
 use crate::error::{Error, Result};
 
 /// How to load a checkpoint.
@@ -62,18 +62,11 @@ pub struct StableDiffusion {
     pub weight_files: Vec<PathBuf>,
 }
 
-fn checkpoint_err(file: &Path, reason: impl Into<String>) -> Error {
-    Error::Checkpoint {
-        file: file.to_path_buf(),
-        reason: reason.into(),
-    }
-}
-
 fn require(file: &Path, what: &str) -> Result<()> {
     if file.is_file() {
         Ok(())
     } else {
-        Err(checkpoint_err(file, format!("missing ({what})")))
+        Err(Error::checkpoint(file, format!("missing ({what})")))
     }
 }
 
@@ -109,28 +102,13 @@ pub fn find_weights(dir: &Path, stems: &[&str], variant: Option<&str>) -> Result
         .take(2 * stems.len())
         .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .collect();
-    Err(checkpoint_err(
+    Err(Error::checkpoint(
         dir,
         format!(
             "no weights file (looked for {} and variants)",
             names.join(", ")
         ),
     ))
-}
-
-fn tensor_err(file: &Path) -> impl Fn(candle_core::Error) -> Error + '_ {
-    move |e| {
-        // messages from the weight store already name the file
-        let msg = e.to_string();
-        if msg.contains(&file.display().to_string()) {
-            Error::Checkpoint {
-                file: file.to_path_buf(),
-                reason: msg.replace(&format!("{}: ", file.display()), ""),
-            }
-        } else {
-            checkpoint_err(file, msg)
-        }
-    }
 }
 
 /// Loads one component folder: its `config.json` and its weights, then checks that every
@@ -165,7 +143,7 @@ impl StableDiffusion {
     pub fn load(dir: &Path, options: &LoadOptions) -> Result<Self> {
         let index = dir.join("model_index.json");
         if !dir.is_dir() {
-            return Err(checkpoint_err(
+            return Err(Error::checkpoint(
                 dir,
                 "not a folder (expected a diffusers checkpoint folder with model_index.json)",
             ));
@@ -183,7 +161,10 @@ impl StableDiffusion {
 
         let tok_dir = dir.join("tokenizer");
         if !tok_dir.is_dir() {
-            return Err(checkpoint_err(&tok_dir, "missing (the tokenizer folder)"));
+            return Err(Error::checkpoint(
+                &tok_dir,
+                "missing (the tokenizer folder)",
+            ));
         }
         let tokenizer = ClipTokenizer::load(&tok_dir)?;
 
@@ -215,8 +196,8 @@ impl StableDiffusion {
             |vb, c: &VaeConfig| Vae::new(vb, c),
         )?;
         if text_encoder.config().hidden_size != unet.config().cross_attention_dim {
-            return Err(checkpoint_err(
-                &dir.join("unet").join("config.json"),
+            return Err(Error::checkpoint(
+                dir.join("unet").join("config.json"),
                 format!(
                     "`cross_attention_dim` {} differs from the text encoder's hidden_size {}",
                     unet.config().cross_attention_dim,
@@ -225,8 +206,8 @@ impl StableDiffusion {
             ));
         }
         if vae.config().latent_channels != unet.config().in_channels {
-            return Err(checkpoint_err(
-                &dir.join("unet").join("config.json"),
+            return Err(Error::checkpoint(
+                dir.join("unet").join("config.json"),
                 format!(
                     "`in_channels` {} differs from the VAE's latent_channels {}",
                     unet.config().in_channels,

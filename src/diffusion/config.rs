@@ -12,17 +12,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-fn invalid(file: &Path, reason: impl Into<String>) -> Error {
-    Error::InvalidData {
-        file: file.display().to_string(),
-        reason: reason.into(),
-    }
-}
-
 /// Reads and parses a JSON config file.
 pub fn read_json<T: for<'de> Deserialize<'de>>(file: &Path) -> Result<T> {
     let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
-    serde_json::from_str(&text).map_err(|e| invalid(file, e.to_string()))
+    serde_json::from_str(&text).map_err(|e| Error::invalid_data(file, e.to_string()))
 }
 
 /// A value given either once for every block or per block.
@@ -215,7 +208,7 @@ impl UnetConfig {
     /// Refuses settings the UNet here does not implement.
     pub fn validate(&self, file: &Path) -> Result<()> {
         let n = self.block_out_channels.len();
-        let bad = |key: &str, why: String| invalid(file, format!("`{key}`: {why}"));
+        let bad = |key: &str, why: String| Error::invalid_data(file, format!("`{key}`: {why}"));
         if n == 0 || self.down_block_types.len() != n || self.up_block_types.len() != n {
             return Err(bad(
                 "down_block_types",
@@ -398,7 +391,7 @@ impl VaeConfig {
                 .iter()
                 .any(|c| *c == 0 || c % self.norm_num_groups != 0)
         {
-            return Err(invalid(
+            return Err(Error::invalid_data(
                 file,
                 format!(
                     "`block_out_channels` {:?} must be non-empty multiples of norm_num_groups {}",
@@ -459,7 +452,7 @@ impl ClipTextConfig {
     /// Refuses configs the encoder here cannot build.
     pub fn validate(&self, file: &Path) -> Result<()> {
         if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
-            return Err(invalid(
+            return Err(Error::invalid_data(
                 file,
                 format!(
                     "`num_attention_heads` {} does not divide hidden_size {}",
@@ -468,7 +461,7 @@ impl ClipTextConfig {
             ));
         }
         if !matches!(self.hidden_act.as_str(), "quick_gelu" | "gelu") {
-            return Err(invalid(
+            return Err(Error::invalid_data(
                 file,
                 format!(
                     "`hidden_act` {} is not supported (quick_gelu, gelu)",

@@ -42,13 +42,6 @@ impl std::fmt::Debug for WeightStore {
     }
 }
 
-fn checkpoint_err(file: &Path, reason: impl Into<String>) -> Error {
-    Error::Checkpoint {
-        file: file.to_path_buf(),
-        reason: reason.into(),
-    }
-}
-
 impl WeightStore {
     /// Reads a `.safetensors` file or a PyTorch `.bin` / `.pt` / `.ckpt`
     /// pickle (zip format, as `torch.save` writes it) onto `device`.
@@ -180,11 +173,21 @@ impl SimpleBackend for WeightStore {
     }
 }
 
+/// Maps a candle error from building a model out of `file`'s tensors to a
+/// checkpoint error on `file` (the store's own messages already name the
+/// file; the name is not repeated).
+pub(crate) fn tensor_err(file: &Path) -> impl Fn(candle_core::Error) -> Error + '_ {
+    move |e| {
+        let prefix = format!("{}: ", file.display());
+        Error::checkpoint(file, e.to_string().replace(&prefix, ""))
+    }
+}
+
 /// The error for tensors of `file` that no layer asked for (up to five
 /// named): the weights belong to another architecture or config.
 pub(crate) fn unused_tensors_error<S: AsRef<str>>(file: &Path, unused: &[S]) -> Error {
     let shown: Vec<&str> = unused.iter().take(5).map(|s| s.as_ref()).collect();
-    checkpoint_err(
+    Error::checkpoint(
         file,
         format!(
             "{} tensor(s) not used by the model built from the config (e.g. {}); \
@@ -198,7 +201,7 @@ pub(crate) fn unused_tensors_error<S: AsRef<str>>(file: &Path, unused: &[S]) -> 
 fn read_safetensors(file: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
     let bytes = std::fs::read(file).map_err(|e| Error::io(file, e))?;
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
-        checkpoint_err(
+        Error::checkpoint(
             file,
             format!("not a readable safetensors file (truncated or damaged?): {e}"),
         )
@@ -214,14 +217,14 @@ fn read_safetensors(file: &Path, device: &Device) -> Result<HashMap<String, Tens
             safetensors::Dtype::U8 => DType::U8,
             safetensors::Dtype::U32 => DType::U32,
             other => {
-                return Err(checkpoint_err(
+                return Err(Error::checkpoint(
                     file,
                     format!("tensor `{name}` has unsupported dtype {other:?}"),
                 ))
             }
         };
         let t = Tensor::from_raw_buffer(view.data(), dtype, view.shape(), device)
-            .map_err(|e| checkpoint_err(file, format!("tensor `{name}` cannot be read: {e}")))?;
+            .map_err(|e| Error::checkpoint(file, format!("tensor `{name}` cannot be read: {e}")))?;
         out.insert(name, t);
     }
     Ok(out)
@@ -240,7 +243,7 @@ fn read_pickle(file: &Path, device: &Device) -> Result<HashMap<String, Tensor>> 
         all = candle_core::pickle::read_all_with_key(file, Some("state_dict"));
     }
     let all = all.map_err(|e| {
-        checkpoint_err(
+        Error::checkpoint(
             file,
             format!("not a readable PyTorch checkpoint (truncated or damaged?): {e}"),
         )
@@ -249,7 +252,7 @@ fn read_pickle(file: &Path, device: &Device) -> Result<HashMap<String, Tensor>> 
     for (name, t) in all {
         let t = t
             .to_device(device)
-            .map_err(|e| checkpoint_err(file, format!("tensor `{name}`: {e}")))?;
+            .map_err(|e| Error::checkpoint(file, format!("tensor `{name}`: {e}")))?;
         out.insert(name, t);
     }
     Ok(out)
@@ -269,7 +272,7 @@ pub fn safetensors_bytes(tensors: &[(String, Tensor)], context: &Path) -> Result
         data.push((name.as_str(), t));
     }
     safetensors::serialize(data.iter().map(|(n, t)| (*n, t)), None)
-        .map_err(|e| checkpoint_err(context, e.to_string()))
+        .map_err(|e| Error::checkpoint(context, e.to_string()))
 }
 
 /// Writes tensors as a safetensors file (atomically), for tests, exports

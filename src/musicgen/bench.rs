@@ -11,9 +11,10 @@ use super::config::{DecoderConfig, EncodecConfig, T5Config};
 use super::decoder::Decoder;
 use super::encodec::Encodec;
 use super::generate::{generate_codes, GenerateSettings};
-use super::model::{terr, Memory};
+use super::model::Memory;
 use super::t5::T5Encoder;
 use crate::diffusion::bench::{peak_rss_mib, RandomWeights};
+use crate::diffusion::terr;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 
@@ -81,11 +82,11 @@ pub fn run_musicgen_benchmark(
     let vb = w.var_builder(cfg.dtype, &cfg.device);
     let vb32 = w.var_builder(DType::F32, &cfg.device);
     let h = cfg.decoder.hidden_size;
-    let decoder = Decoder::new(&vb.pp("decoder"), &cfg.decoder, h).map_err(terr)?;
-    let text = T5Encoder::new(&vb32.pp("text_encoder"), &cfg.text).map_err(terr)?;
+    let decoder = Decoder::new(&vb.pp("decoder"), &cfg.decoder, h).map_err(terr("musicgen"))?;
+    let text = T5Encoder::new(&vb32.pp("text_encoder"), &cfg.text).map_err(terr("musicgen"))?;
     let proj = crate::diffusion::layers::linear(&vb32, "enc_to_dec_proj", cfg.text.d_model, h)
-        .map_err(terr)?;
-    let codec = Encodec::new(&vb32.pp("audio_encoder"), &cfg.codec).map_err(terr)?;
+        .map_err(terr("musicgen"))?;
+    let codec = Encodec::new(&vb32.pp("audio_encoder"), &cfg.codec).map_err(terr("musicgen"))?;
     let decoder_parameters = count_decoder_parameters(&cfg.decoder);
     let build_s = t0.elapsed().as_secs_f64();
 
@@ -94,21 +95,21 @@ pub fn run_musicgen_benchmark(
     let ids: Vec<u32> = (0..n as u32)
         .map(|i| (i * 7919 + 3) % cfg.text.vocab_size as u32)
         .collect();
-    let ids = Tensor::from_vec(ids, (1, n), &cfg.device).map_err(terr)?;
-    let mask = Tensor::ones((1, n), DType::U32, &cfg.device).map_err(terr)?;
+    let ids = Tensor::from_vec(ids, (1, n), &cfg.device).map_err(terr("musicgen"))?;
+    let mask = Tensor::ones((1, n), DType::U32, &cfg.device).map_err(terr("musicgen"))?;
     let hidden = text
         .forward(&ids, &mask)
         .and_then(|x| candle_core::Module::forward(&proj, &x))
-        .map_err(terr)?;
+        .map_err(terr("musicgen"))?;
     let memory = Memory {
         hidden,
-        mask: mask.to_dtype(DType::F32).map_err(terr)?,
+        mask: mask.to_dtype(DType::F32).map_err(terr("musicgen"))?,
     };
     memory
         .hidden
         .sum_all()
         .and_then(|s| s.to_scalar::<f32>())
-        .map_err(terr)?;
+        .map_err(terr("musicgen"))?;
     let text_s = t0.elapsed().as_secs_f64();
 
     let frame_rate = cfg.codec.frame_rate();
@@ -122,13 +123,14 @@ pub fn run_musicgen_benchmark(
     let t0 = Instant::now();
     let per_channel = cfg.decoder.codebooks_per_channel();
     let flat: Vec<u32> = codes.iter().take(per_channel).flatten().copied().collect();
-    let t = Tensor::from_vec(flat, (1, per_channel, frames), &cfg.device).map_err(terr)?;
-    let audio = codec.decode(&t).map_err(terr)?;
-    let samples = audio.dim(2).map_err(terr)?;
+    let t =
+        Tensor::from_vec(flat, (1, per_channel, frames), &cfg.device).map_err(terr("musicgen"))?;
+    let audio = codec.decode(&t).map_err(terr("musicgen"))?;
+    let samples = audio.dim(2).map_err(terr("musicgen"))?;
     audio
         .sum_all()
         .and_then(|s| s.to_scalar::<f32>())
-        .map_err(terr)?;
+        .map_err(terr("musicgen"))?;
     let codec_s = t0.elapsed().as_secs_f64();
     let audio_s = samples as f64 / cfg.codec.sampling_rate as f64;
     Ok(MusicgenBenchReport {

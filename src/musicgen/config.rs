@@ -11,13 +11,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-fn invalid(file: &Path, reason: impl Into<String>) -> Error {
-    Error::InvalidData {
-        file: file.display().to_string(),
-        reason: reason.into(),
-    }
-}
-
 /// The whole checkpoint's config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MusicgenConfig {
@@ -237,7 +230,9 @@ impl EncodecConfig {
     }
 
     fn validate(&self, file: &Path) -> Result<()> {
-        let field = |name: &str, why: String| invalid(file, format!("audio_encoder.{name}: {why}"));
+        let field = |name: &str, why: String| {
+            Error::invalid_data(file, format!("audio_encoder.{name}: {why}"))
+        };
         if self.norm_type != "weight_norm" && self.norm_type != "time_group_norm" {
             return Err(field(
                 "norm_type",
@@ -382,7 +377,8 @@ impl DecoderConfig {
     }
 
     fn validate(&self, file: &Path) -> Result<()> {
-        let field = |name: &str, why: String| invalid(file, format!("decoder.{name}: {why}"));
+        let field =
+            |name: &str, why: String| Error::invalid_data(file, format!("decoder.{name}: {why}"));
         if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
             return Err(field(
                 "num_attention_heads",
@@ -448,7 +444,7 @@ impl MusicgenConfig {
     /// Refuses configs the models here cannot build, naming the key.
     pub fn validate(&self, file: &Path) -> Result<()> {
         if let Some(kind) = self.model_type.as_deref().filter(|k| *k != "musicgen") {
-            return Err(invalid(
+            return Err(Error::invalid_data(
                 file,
                 format!(
                     "model_type: {kind} is not supported (musicgen; melody-conditioned \
@@ -460,13 +456,13 @@ impl MusicgenConfig {
         self.audio_encoder.validate(file)?;
         let t = &self.text_encoder;
         if t.num_heads == 0 || t.d_kv == 0 || t.d_model == 0 {
-            return Err(invalid(
+            return Err(Error::invalid_data(
                 file,
                 "text_encoder: d_model, d_kv and num_heads must be positive",
             ));
         }
         if !matches!(t.feed_forward_proj.as_str(), "relu" | "gated-gelu") {
-            return Err(invalid(
+            return Err(Error::invalid_data(
                 file,
                 format!(
                     "text_encoder.feed_forward_proj: {} is not supported (relu, gated-gelu)",
@@ -477,7 +473,7 @@ impl MusicgenConfig {
         let per_channel = self.decoder.codebooks_per_channel();
         let quantizers = self.audio_encoder.num_quantizers();
         if per_channel > quantizers {
-            return Err(invalid(
+            return Err(Error::invalid_data(
                 file,
                 format!(
                     "decoder.num_codebooks: {} per channel, but the codec has {quantizers} quantizers",
@@ -486,7 +482,7 @@ impl MusicgenConfig {
             ));
         }
         if self.decoder.vocab_size != self.audio_encoder.codebook_size {
-            return Err(invalid(
+            return Err(Error::invalid_data(
                 file,
                 format!(
                     "decoder.vocab_size {} differs from audio_encoder.codebook_size {}",
@@ -495,7 +491,7 @@ impl MusicgenConfig {
             ));
         }
         if !self.has_projection() && self.memory_width() != t.d_model {
-            return Err(invalid(
+            return Err(Error::invalid_data(
                 file,
                 format!(
                     "decoder.cross_attention_hidden_size {} differs from text_encoder.d_model {}",

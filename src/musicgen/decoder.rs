@@ -13,7 +13,7 @@ use super::gemv::FastLinear;
 use super::step_attention;
 
 /// A bias-free linear layer `name` (`[d_out, d_in]`).
-fn linear_no_bias(vb: &VarBuilder, name: &str, d_in: usize, d_out: usize) -> Result<FastLinear> {
+fn fast_linear(vb: &VarBuilder, name: &str, d_in: usize, d_out: usize) -> Result<FastLinear> {
     FastLinear::new(vb.pp(name).get((d_out, d_in), "weight")?)
 }
 
@@ -41,10 +41,10 @@ struct Attention {
 impl Attention {
     fn new(vb: &VarBuilder, hidden: usize, kv_in: usize, heads: usize) -> Result<Self> {
         Ok(Self {
-            q: linear_no_bias(vb, "q_proj", hidden, hidden)?,
-            k: linear_no_bias(vb, "k_proj", kv_in, hidden)?,
-            v: linear_no_bias(vb, "v_proj", kv_in, hidden)?,
-            out: linear_no_bias(vb, "out_proj", hidden, hidden)?,
+            q: fast_linear(vb, "q_proj", hidden, hidden)?,
+            k: fast_linear(vb, "k_proj", kv_in, hidden)?,
+            v: fast_linear(vb, "v_proj", kv_in, hidden)?,
+            out: fast_linear(vb, "out_proj", hidden, hidden)?,
             heads,
             head_dim: hidden / heads,
         })
@@ -177,8 +177,8 @@ impl Decoder {
                         c.num_attention_heads,
                     )?,
                     final_norm: layer_norm(&l, "final_layer_norm", h)?,
-                    fc1: linear_no_bias(&m, "fc1", h, c.ffn_dim)?,
-                    fc2: linear_no_bias(&m, "fc2", c.ffn_dim, h)?,
+                    fc1: fast_linear(&m, "fc1", h, c.ffn_dim)?,
+                    fc2: fast_linear(&m, "fc2", c.ffn_dim, h)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;

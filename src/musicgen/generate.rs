@@ -8,9 +8,10 @@ use rand_chacha::ChaCha8Rng;
 
 use super::decoder::Decoder;
 use super::delay::DelayPattern;
-use super::model::{terr, Memory, MusicGen};
+use super::model::{Memory, MusicGen};
 use super::sampling::Sampling;
 use crate::audio::Audio;
+use crate::diffusion::terr;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 
@@ -103,16 +104,16 @@ pub fn generate_codes(
     }
     let guided = settings.guidance > 1.0;
     let (hidden, mask) = if guided {
-        let zeros = memory.hidden.zeros_like().map_err(terr)?;
-        let no_mask = memory.mask.zeros_like().map_err(terr)?;
+        let zeros = memory.hidden.zeros_like().map_err(terr("musicgen"))?;
+        let no_mask = memory.mask.zeros_like().map_err(terr("musicgen"))?;
         (
-            Tensor::cat(&[&memory.hidden, &zeros], 0).map_err(terr)?,
-            Tensor::cat(&[&memory.mask, &no_mask], 0).map_err(terr)?,
+            Tensor::cat(&[&memory.hidden, &zeros], 0).map_err(terr("musicgen"))?,
+            Tensor::cat(&[&memory.mask, &no_mask], 0).map_err(terr("musicgen"))?,
         )
     } else {
         (memory.hidden.clone(), memory.mask.clone())
     };
-    let batch = hidden.dim(0).map_err(terr)?;
+    let batch = hidden.dim(0).map_err(terr("musicgen"))?;
     let pattern = DelayPattern::new(prompt, new_tokens, c.audio_channels, c.pad_token() as u32);
     let start = pattern.first_free();
     let mut columns: Vec<Vec<u32>> = (0..start).map(|j| pattern.fixed_column(j)).collect();
@@ -130,30 +131,30 @@ pub fn generate_codes(
     };
     let mut state = decoder
         .start_for(&hidden, &mask, pattern.len())
-        .map_err(terr)?;
-    let mut input = feed(&columns).map_err(terr)?;
+        .map_err(terr("musicgen"))?;
+    let mut input = feed(&columns).map_err(terr("musicgen"))?;
     progress.start((pattern.len() - start) as u64, "decoding");
     for j in start..pattern.len() {
         let logits = decoder
             .step(&mut state, &input, true)
             .and_then(|l| l.squeeze(2))
-            .map_err(terr)?; // [batch, codebooks, vocab]
+            .map_err(terr("musicgen"))?; // [batch, codebooks, vocab]
         let logits = if guided {
-            let cond = logits.get(0).map_err(terr)?;
-            let uncond = logits.get(1).map_err(terr)?;
-            ((cond - &uncond).map_err(terr)? * settings.guidance)
+            let cond = logits.get(0).map_err(terr("musicgen"))?;
+            let uncond = logits.get(1).map_err(terr("musicgen"))?;
+            ((cond - &uncond).map_err(terr("musicgen"))? * settings.guidance)
                 .and_then(|d| d + uncond)
-                .map_err(terr)?
+                .map_err(terr("musicgen"))?
         } else {
-            logits.get(0).map_err(terr)?
+            logits.get(0).map_err(terr("musicgen"))?
         };
-        let rows: Vec<Vec<f32>> = logits.to_vec2().map_err(terr)?;
+        let rows: Vec<Vec<f32>> = logits.to_vec2().map_err(terr("musicgen"))?;
         let predicted = rows
             .iter()
             .map(|r| settings.sampling.pick(r, &mut rng))
             .collect::<Result<Vec<_>>>()?;
         let col = pattern.column(j, &predicted);
-        input = feed(std::slice::from_ref(&col)).map_err(terr)?;
+        input = feed(std::slice::from_ref(&col)).map_err(terr("musicgen"))?;
         columns.push(col);
         if !progress.advance(1) {
             return Err(Error::Cancelled);
@@ -175,8 +176,9 @@ pub struct LongOutput {
 }
 
 /// Generates `new_frames` frames after `prompt`, window by window when the
-/// total exceeds one window: each later window starts from the last
-/// `window - stride` frames generated.
+/// total exceeds one window. Each window starts from the last
+/// `window - stride` frames so far, so a prompt longer than that conditions
+/// the decoder through its end only; the output holds the whole prompt.
 pub fn generate_long(
     decoder: &Decoder,
     memory: &Memory,
@@ -196,34 +198,33 @@ pub fn generate_long(
             ),
         ));
     }
-    let delay = decoder.config().codebooks_per_channel() - 1;
-    let n = prompt.first().map_or(0, Vec::len);
-    if n >= w.window_frames {
-        return Err(Error::param(
-            "prompt",
-            format!(
-                "{n} frames leave no room in a {}-frame window",
-                w.window_frames
-            ),
-        ));
+    if new_frames == 0 {
+        return Err(Error::param("new_frames", "nothing to generate"));
     }
-    let first = new_frames.min(w.window_frames - n);
-    let mut all = generate_codes(decoder, memory, prompt, first + delay, settings, progress)?;
-    let mut steps = first + delay;
-    let mut window = 1u64;
-    while all[0].len() < n + new_frames {
-        let keep = w.window_frames - w.stride_frames;
-        let have = all[0].len();
+    let delay = decoder.config().codebooks_per_channel() - 1;
+    // every window, the first included, is conditioned on at most the last
+    // `keep` frames so far (the prompt's or generated ones)
+    let keep = w.window_frames - w.stride_frames;
+    let mut all: Codes = prompt.to_vec();
+    let target = all.first().map_or(0, Vec::len) + new_frames;
+    let (mut steps, mut window) = (0, 0u64);
+    loop {
+        let have = all.first().map_or(0, Vec::len);
+        if have >= target {
+            break;
+        }
         let context: Codes = all
             .iter()
             .map(|r| r[have - keep.min(have)..].to_vec())
             .collect();
-        let more = (n + new_frames - have).min(w.window_frames - context[0].len());
+        let more = (target - have).min(w.window_frames - context[0].len());
         let s = GenerateSettings {
             seed: settings.seed.wrapping_add(window),
             ..*settings
         };
-        progress.message(&format!("window {}: {more} more frames", window + 1));
+        if window > 0 {
+            progress.message(&format!("window {}: {more} more frames", window + 1));
+        }
         let out = generate_codes(decoder, memory, &context, more + delay, &s, progress)?;
         steps += more + delay;
         for (row, new) in all.iter_mut().zip(out) {
@@ -255,13 +256,14 @@ pub fn codes_to_audio(model: &MusicGen, codes: &[Vec<u32>]) -> Result<Audio> {
             .flat_map(|r| r.iter().copied())
             .collect();
         let q = rows.len() / frames;
-        let t = Tensor::from_vec(rows, (1, q, frames), model.codec.device()).map_err(terr)?;
+        let t = Tensor::from_vec(rows, (1, q, frames), model.codec.device())
+            .map_err(terr("musicgen"))?;
         let audio = model
             .codec
             .decode(&t)
             .and_then(|a| a.flatten_all())
             .and_then(|a| a.to_vec1::<f32>())
-            .map_err(terr)?;
+            .map_err(terr("musicgen"))?;
         channels.push(audio);
     }
     Audio::new(channels, model.sample_rate_hz(), "musicgen output")
@@ -286,14 +288,14 @@ pub fn audio_to_codes(model: &MusicGen, audio: &Audio) -> Result<Codes> {
     let mut out: Codes = vec![Vec::new(); per_channel * ch];
     for (c, samples) in audio.channels.iter().enumerate() {
         let x = Tensor::from_slice(samples, (1, 1, samples.len()), model.codec.device())
-            .map_err(terr)?;
+            .map_err(terr("musicgen"))?;
         let codes = model
             .codec
             .encode(&x)
             .and_then(|t| t.squeeze(0))
             .and_then(|t| t.to_dtype(DType::U32))
             .and_then(|t| t.to_vec2::<u32>())
-            .map_err(terr)?;
+            .map_err(terr("musicgen"))?;
         if codes.len() < per_channel {
             return Err(Error::param(
                 "audio",

@@ -16,15 +16,9 @@ use super::decoder::Decoder;
 use super::encodec::Encodec;
 use super::t5::T5Encoder;
 use crate::diffusion::layers::linear;
-use crate::diffusion::weights::WeightStore;
+use crate::diffusion::terr;
+use crate::diffusion::weights::{tensor_err, WeightStore};
 use crate::error::{Error, Result};
-
-fn checkpoint_err(file: &Path, reason: impl Into<String>) -> Error {
-    Error::Checkpoint {
-        file: file.to_path_buf(),
-        reason: reason.into(),
-    }
-}
 
 /// Text memory for the decoder: `[b, s, W]` and its 0/1 mask `[b, s]`.
 #[derive(Debug, Clone)]
@@ -76,29 +70,19 @@ fn weight_files(dir: &Path) -> Result<(Vec<PathBuf>, PathBuf)> {
         let map = json
             .get("weight_map")
             .and_then(|m| m.as_object())
-            .ok_or_else(|| checkpoint_err(&f, "no `weight_map` object"))?;
+            .ok_or_else(|| Error::checkpoint(&f, "no `weight_map` object"))?;
         let shards: BTreeSet<&str> = map.values().filter_map(|v| v.as_str()).collect();
         if shards.is_empty() {
-            return Err(checkpoint_err(&f, "`weight_map` names no shard"));
+            return Err(Error::checkpoint(&f, "`weight_map` names no shard"));
         }
         let files = shards.iter().map(|s| dir.join(s)).collect();
         return Ok((files, f));
     }
-    Err(checkpoint_err(
+    Err(Error::checkpoint(
         dir,
         "no weights (looked for model.safetensors, model.safetensors.index.json, \
          pytorch_model.bin, pytorch_model.bin.index.json)",
     ))
-}
-
-/// Maps a candle error from building a model to a checkpoint error on
-/// `file` (the weight store's messages already name it).
-fn build_err(file: &Path) -> impl Fn(candle_core::Error) -> Error + '_ {
-    move |e| {
-        let msg = e.to_string();
-        let prefix = format!("{}: ", file.display());
-        checkpoint_err(file, msg.replace(&prefix, ""))
-    }
 }
 
 impl MusicGen {
@@ -106,37 +90,40 @@ impl MusicGen {
     /// text encoder and the codec in f32.
     pub fn load(dir: &Path, device: &Device, dtype: DType) -> Result<Self> {
         if !dir.is_dir() {
-            return Err(checkpoint_err(
+            return Err(Error::checkpoint(
                 dir,
                 "not a folder (expected a transformers MusicGen checkpoint with config.json)",
             ));
         }
         let config_file = dir.join("config.json");
         if !config_file.is_file() {
-            return Err(checkpoint_err(&config_file, "missing (the model config)"));
+            return Err(Error::checkpoint(
+                &config_file,
+                "missing (the model config)",
+            ));
         }
         let config = MusicgenConfig::read(&config_file)?;
         let tok_file = dir.join("tokenizer.json");
         if !tok_file.is_file() {
-            return Err(checkpoint_err(
+            return Err(Error::checkpoint(
                 &tok_file,
                 "missing (the T5 tokenizer; spiece.model alone is not read)",
             ));
         }
         let tokenizer = tokenizers::Tokenizer::from_file(&tok_file)
-            .map_err(|e| checkpoint_err(&tok_file, format!("cannot read the tokenizer: {e}")))?;
+            .map_err(|e| Error::checkpoint(&tok_file, format!("cannot read the tokenizer: {e}")))?;
 
         let (files, name) = weight_files(dir)?;
         let mut tensors = HashMap::new();
         for f in &files {
             if !f.is_file() {
-                return Err(checkpoint_err(f, "missing (named by the shard index)"));
+                return Err(Error::checkpoint(f, "missing (named by the shard index)"));
             }
             let store = WeightStore::open(f, device)?;
             tensors.extend(store.to_map());
         }
         let store = WeightStore::from_tensors(&name, tensors);
-        let err = build_err(&name);
+        let err = tensor_err(&name);
         let vb32 = store.var_builder(DType::F32, device);
         let text = T5Encoder::new(&vb32.pp("text_encoder"), &config.text_encoder).map_err(&err)?;
         let projection = if config.has_projection() {
@@ -215,8 +202,8 @@ impl MusicGen {
         }
         let dev = self.device();
         let b = ids.len();
-        let ids = Tensor::from_vec(flat, (b, t), dev).map_err(terr)?;
-        let mask = Tensor::from_vec(mask, (b, t), dev).map_err(terr)?;
+        let ids = Tensor::from_vec(flat, (b, t), dev).map_err(terr("musicgen"))?;
+        let mask = Tensor::from_vec(mask, (b, t), dev).map_err(terr("musicgen"))?;
         self.memory_of_ids(&ids, &mask)
     }
 
@@ -232,7 +219,7 @@ impl MusicGen {
             let hidden = hidden.broadcast_mul(&m.unsqueeze(2)?)?;
             Ok(Memory { hidden, mask: m })
         };
-        run().map_err(terr)
+        run().map_err(terr("musicgen"))
     }
 
     /// The memory of no text: one zero vector, masked out.
@@ -240,8 +227,8 @@ impl MusicGen {
         let w = self.config.memory_width();
         let dev = self.device();
         Ok(Memory {
-            hidden: Tensor::zeros((batch, 1, w), DType::F32, dev).map_err(terr)?,
-            mask: Tensor::zeros((batch, 1), DType::F32, dev).map_err(terr)?,
+            hidden: Tensor::zeros((batch, 1, w), DType::F32, dev).map_err(terr("musicgen"))?,
+            mask: Tensor::zeros((batch, 1), DType::F32, dev).map_err(terr("musicgen"))?,
         })
     }
 
@@ -250,12 +237,5 @@ impl MusicGen {
         let mut files = vec![self.dir.join("config.json")];
         files.extend(self.weight_files.iter().cloned());
         crate::fsutil::content_hash(&files)
-    }
-}
-
-pub(crate) fn terr(e: candle_core::Error) -> Error {
-    Error::Tensor {
-        context: "musicgen".into(),
-        reason: e.to_string(),
     }
 }
