@@ -215,6 +215,43 @@ pub fn audio_folder_to_images(
     })
 }
 
+/// Writes `out_dir/metadata.jsonl` (the diffusers image-folder captions
+/// that `train` reads) for the images converted from the audio files in
+/// `in_dir` that have a JSON label beside them, as `synth` writes: one
+/// line per image with `file_name`, `text` (the label's `caption`, else
+/// "RAGA raga") and `raga`. Returns the number of lines.
+pub fn write_caption_metadata(in_dir: &Path, out_dir: &Path) -> Result<usize> {
+    let mut lines = String::new();
+    let mut n = 0;
+    for audio in list_files(in_dir, &AUDIO_EXTENSIONS)? {
+        let label = audio.with_extension("json");
+        let stem = audio.file_stem().map(|s| s.to_string_lossy().into_owned());
+        let (Some(stem), true) = (stem, label.is_file()) else {
+            continue;
+        };
+        let png = format!("{stem}.png");
+        if !out_dir.join(&png).is_file() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&label).map_err(|e| Error::io(&label, e))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| Error::invalid_data(&label, e.to_string()))?;
+        let raga = v["raga"]
+            .as_str()
+            .ok_or_else(|| Error::invalid_data(&label, "field `raga` missing or not a string"))?;
+        let caption = v["caption"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{raga} raga"));
+        let line = serde_json::json!({"file_name": png, "text": caption, "raga": raga});
+        lines.push_str(&line.to_string());
+        lines.push('\n');
+        n += 1;
+    }
+    crate::fsutil::write_bytes_atomic(&out_dir.join("metadata.jsonl"), lines.as_bytes())?;
+    Ok(n)
+}
+
 /// Converts every PNG in `in_dir` to a WAV in `out_dir`.
 pub fn image_folder_to_audio(
     in_dir: &Path,

@@ -9,7 +9,9 @@
 //! ([`audio`]). [`captions`] holds the raga / tala / composer vocabulary,
 //! [`corpus`] renders labelled clips and prepares datasets, [`raga`]
 //! tracks pitch and tonic, measures adherence and classifies ragas (with a
-//! built-in CNN), and [`plot`] draws the PNG charts.
+//! built-in CNN), and [`plot`] draws the PNG charts. [`diffusion`] and
+//! [`musicgen`] generate; [`backend`] puts both behind one trait, which
+//! [`compare`] runs over prompts and seeds to measure and report them.
 //!
 //! ```no_run
 //! use ragafusion::audio::{read_audio_as, ChannelLayout};
@@ -26,8 +28,10 @@
 //! ```
 
 pub mod audio;
+pub mod backend;
 pub mod batch;
 pub mod captions;
+pub mod compare;
 pub mod corpus;
 pub mod diffusion;
 pub mod error;

@@ -322,6 +322,30 @@ fn synth_renders_labelled_clips_and_refuses_unknown_ragas() {
     ] {
         assert!(label.get(key).is_some(), "label lacks {key}");
     }
+    // the labels caption the images for `train`
+    let img = dir.path().join("img");
+    let out = bin()
+        .arg("audio-to-image")
+        .arg(dir.path())
+        .arg(&img)
+        .args(["--num-mel-bins", "64", "--captions"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let meta = std::fs::read_to_string(img.join("metadata.jsonl")).unwrap();
+    let rows: Vec<serde_json::Value> = meta
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 4, "{meta}");
+    assert_eq!(rows[0]["file_name"], "hindolam_00000.png");
+    assert_eq!(rows[0]["raga"], "Hindolam");
+    let caption = rows[0]["text"].as_str().unwrap();
+    let own: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("hindolam_00000.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(caption, own["caption"].as_str().unwrap());
     let out = bin()
         .arg("synth")
         .arg(dir.path())

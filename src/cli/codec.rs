@@ -81,6 +81,11 @@ pub struct AudioToImageArgs {
     /// In folder mode, convert files whose output already exists again.
     #[arg(long)]
     overwrite: bool,
+    /// In folder mode, also write OUT/metadata.jsonl for `train` from the
+    /// JSON labels beside the audio files (as `synth` writes them): the
+    /// label's caption as `text`, and its `raga`.
+    #[arg(long)]
+    captions: bool,
 }
 
 /// Arguments of `image-to-audio`.
@@ -184,7 +189,17 @@ pub fn audio_to_image(a: AudioToImageArgs) -> anyhow::Result<ExitCode> {
         let bar = Bar::new();
         let report =
             batch::audio_folder_to_images(&a.input, &a.output, &params, a.overwrite, &bar)?;
+        if a.captions {
+            let n = batch::write_caption_metadata(&a.input, &a.output)?;
+            eprintln!(
+                "captioned {n} images in {}",
+                a.output.join("metadata.jsonl").display()
+            );
+        }
         return Ok(report_batch(&report));
+    }
+    if a.captions {
+        bail!("--captions applies to folders (IN and OUT are files here)");
     }
     let s = batch::audio_file_to_image(&a.input, &a.output, &params)
         .with_context(|| format!("converting {} to a spectrogram image", a.input.display()))?;

@@ -20,8 +20,8 @@ use serde_json::json;
 use super::musicgen::{self, MusicgenArgs};
 use super::progress_bar::Bar;
 use super::sd_args::{
-    clip_px, height_px, model_params, model_record, parse_scheduler, px_of_ms, slug, write_outputs,
-    ModelArgs, OutputArgs, SamplingArgs,
+    model_record, parse_scheduler, px_of_ms, slug, write_outputs, ModelArgs, OutputArgs,
+    SamplingArgs,
 };
 
 /// The model family `generate` runs.
@@ -146,10 +146,10 @@ pub fn generate(a: GenerateArgs) -> anyhow::Result<ExitCode> {
         bail!("--batch must be at least 1");
     }
     let (sd, load_s) = a.model.load()?;
-    let params = model_params(&sd)?;
-    let h = height_px(&sd, &params)?;
+    let params = sd.spectrogram_params()?;
+    let h = sd.height_px(&params)?;
     let scale = sd.vae_scale();
-    let clip_px = clip_px(&params, scale);
+    let clip_px = sd.clip_px(&params);
     let total_px = match a.seconds {
         Some(s) if !(s > 0.0 && s.is_finite()) => bail!("--seconds must be positive, got {s}"),
         Some(s) => px_of_ms(&params, s * 1000.0).div_ceil(scale) * scale,
@@ -291,10 +291,10 @@ pub fn audio_to_audio(a: AudioToAudioArgs) -> anyhow::Result<ExitCode> {
         bail!("--strength must be in [0, 1], got {}", a.strength);
     }
     let (sd, load_s) = a.model.load()?;
-    let params = model_params(&sd)?;
-    let h = height_px(&sd, &params)?;
+    let params = sd.spectrogram_params()?;
+    let h = sd.height_px(&params)?;
     let scale = sd.vae_scale();
-    let clip_px = clip_px(&params, scale);
+    let clip_px = sd.clip_px(&params);
     let audio = read_audio_as(&a.input, params.sample_rate_hz, ChannelLayout::Mono)
         .with_context(|| format!("reading {}", a.input.display()))?;
     let converter = SpectrogramConverter::new(params.clone())?;
@@ -436,10 +436,10 @@ pub fn interpolate(a: InterpolateArgs) -> anyhow::Result<ExitCode> {
         bail!("--steps must be at least 2 (the two end points)");
     }
     let (sd, load_s) = a.model.load()?;
-    let params = model_params(&sd)?;
-    let h = height_px(&sd, &params)?;
+    let params = sd.spectrogram_params()?;
+    let h = sd.height_px(&params)?;
     let scale = sd.vae_scale();
-    let clip_px = clip_px(&params, scale);
+    let clip_px = sd.clip_px(&params);
     let shape = sd.latent_shape(1, clip_px, h)?;
     let device = sd.unet.device().clone();
     let bar = Bar::new();

@@ -3,6 +3,7 @@
 mod analyze;
 mod bench;
 mod codec;
+mod compare;
 mod corpus;
 mod generate;
 mod musicgen;
@@ -78,6 +79,11 @@ enum Command {
     /// Train the latent raga classifier of the auxiliary loss on the VAE
     /// latents of a captioned dataset with raga labels.
     TrainLatentClassifier(train_parts::TrainLatentClassifierArgs),
+    /// Compare generators (diffusion checkpoints, MusicGen, reference
+    /// clips) over prompts and seeds: raga adherence, both classifiers,
+    /// Frechet distances, speed and memory, as CSV, JSON and an offline
+    /// HTML report.
+    Compare(compare::CompareArgs),
 }
 
 /// Default log filter: our messages at `info`; the decoders' own logs are
@@ -137,5 +143,6 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Train(a) => train::train(*a),
         Command::TrainVae(a) => train_parts::train_vae(a),
         Command::TrainLatentClassifier(a) => train_parts::train_latent_classifier(a),
+        Command::Compare(a) => compare::compare(a),
     }
 }

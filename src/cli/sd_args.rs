@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
 use clap::Args;
 use ragafusion::audio::{write_wav, WavFormat};
@@ -66,33 +66,8 @@ impl ModelArgs {
 
 /// `--device` and `--dtype` together: bf16 is refused on the CPU.
 pub(super) fn parse_device_dtype(device: &str, dtype: &str) -> anyhow::Result<(Device, DType)> {
-    let device = parse_device(device)?;
-    let dtype = match dtype {
-        "f16" => DType::F16,
-        "bf16" => DType::BF16,
-        _ => DType::F32,
-    };
-    if dtype == DType::BF16 && device.is_cpu() {
-        bail!("--dtype bf16 needs a CUDA device (candle has no bf16 matrix product on the CPU); use f32 or f16");
-    }
-    Ok((device, dtype))
-}
-
-fn parse_device(spec: &str) -> anyhow::Result<Device> {
-    match spec {
-        "cpu" => Ok(Device::Cpu),
-        s if s == "cuda" || s.starts_with("cuda:") => {
-            let ordinal: usize = s
-                .strip_prefix("cuda:")
-                .map(|n| n.parse())
-                .transpose()
-                .with_context(|| format!("--device {s}: expected cuda:N"))?
-                .unwrap_or(0);
-            Device::new_cuda(ordinal)
-                .with_context(|| format!("--device {s} (is this a build with --features cuda?)"))
-        }
-        other => bail!("--device {other}: expected cpu, cuda or cuda:N"),
-    }
+    ragafusion::backend::device_and_dtype(device, dtype)
+        .with_context(|| format!("--device {device} --dtype {dtype}"))
 }
 
 pub(super) fn parse_scheduler(s: &str) -> Result<SamplerKind, String> {
@@ -159,9 +134,7 @@ pub(super) fn slug(text: &str) -> String {
     }
 }
 
-pub(super) fn px_of_ms(params: &SpectrogramParams, ms: f64) -> usize {
-    (ms / params.step_ms as f64).round() as usize
-}
+pub(super) use ragafusion::diffusion::checkpoint::px_of_ms;
 
 /// Writes `name`.png (decoded image + EXIF), `name`.wav and `name`.json.
 pub(super) fn write_outputs(
@@ -214,36 +187,4 @@ pub(super) fn model_record(
         "device": args.device,
         "dtype": args.dtype,
     }))
-}
-
-/// The spectrogram parameters a model was trained for: its
-/// `spectrogram.json` (written by `train` / `train-vae`) or riffusion's
-/// defaults.
-pub(super) fn model_params(sd: &StableDiffusion) -> anyhow::Result<SpectrogramParams> {
-    let file = sd.dir.join(ragafusion::train::export::SPECTROGRAM_FILE);
-    if !file.is_file() {
-        return Ok(SpectrogramParams::default());
-    }
-    let params: SpectrogramParams = ragafusion::diffusion::config::read_json(&file)?;
-    params
-        .validate()
-        .with_context(|| format!("{}", file.display()))?;
-    Ok(params)
-}
-
-/// Columns of one 5.12 s clip (riffusion's 512 at its 10 ms hop), rounded
-/// up to a multiple of the VAE scale.
-pub(super) fn clip_px(params: &SpectrogramParams, scale: usize) -> usize {
-    px_of_ms(params, 5120.0).div_ceil(scale) * scale
-}
-
-pub(super) fn height_px(sd: &StableDiffusion, params: &SpectrogramParams) -> anyhow::Result<usize> {
-    let h = params.num_mel_bins as usize;
-    if h % sd.vae_scale() != 0 {
-        bail!(
-            "the spectrogram height ({h} mel bins) is not a multiple of the VAE scale {}",
-            sd.vae_scale()
-        );
-    }
-    Ok(h)
 }

@@ -138,6 +138,13 @@ pub fn peak_rss_mib() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// Resets the process's peak resident set size to its current size
+/// (Linux `clear_refs` 5), so that [`peak_rss_mib`] then measures from
+/// now. Returns whether the reset worked.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
 /// Builds random-weight models and times a text-to-image run (random text
 /// embeddings stand in for the text encoder, which runs once per prompt).
 pub fn run_benchmark(cfg: &BenchConfig, progress: &dyn Progress) -> Result<BenchReport> {

@@ -16,6 +16,7 @@ use super::unet::Unet;
 use super::vae::Vae;
 use super::weights::{tensor_err, WeightStore};
 use crate::error::{Error, Result};
+use crate::spectrogram::SpectrogramParams;
 
 /// How to load a checkpoint.
 #[derive(Debug, Clone)]
@@ -42,6 +43,15 @@ impl Default for LoadOptions {
         }
     }
 }
+
+/// Image columns for `ms` milliseconds at `params`' hop.
+pub fn px_of_ms(params: &SpectrogramParams, ms: f64) -> usize {
+    (ms / params.step_ms as f64).round() as usize
+}
+
+/// The file in a pipeline folder that records the spectrogram parameters
+/// of the images the model was trained on (read by `generate`).
+pub const SPECTROGRAM_FILE: &str = "spectrogram.json";
 
 /// A loaded Stable Diffusion pipeline's models.
 #[derive(Debug)]
@@ -139,6 +149,44 @@ where
 }
 
 impl StableDiffusion {
+    /// The spectrogram parameters the model was trained for: its
+    /// [`SPECTROGRAM_FILE`] (written by `train` / `train-vae`) or
+    /// riffusion's defaults when it has none.
+    pub fn spectrogram_params(&self) -> Result<SpectrogramParams> {
+        let file = self.dir.join(SPECTROGRAM_FILE);
+        if !file.is_file() {
+            return Ok(SpectrogramParams::default());
+        }
+        let params: SpectrogramParams = read_json(&file)?;
+        params
+            .validate()
+            .map_err(|e| Error::invalid_data(&file, e.to_string()))?;
+        Ok(params)
+    }
+
+    /// Columns of one 5.12 s clip (riffusion's 512 at its 10 ms hop) for
+    /// `params`, rounded up to a multiple of the VAE scale.
+    pub fn clip_px(&self, params: &SpectrogramParams) -> usize {
+        let scale = self.vae_scale();
+        px_of_ms(params, 5120.0).div_ceil(scale) * scale
+    }
+
+    /// Image height for `params` (its mel bins), refused when the VAE
+    /// cannot encode it.
+    pub fn height_px(&self, params: &SpectrogramParams) -> Result<usize> {
+        let h = params.num_mel_bins as usize;
+        if h % self.vae_scale() != 0 {
+            return Err(Error::param(
+                "num_mel_bins",
+                format!(
+                    "the spectrogram height ({h} mel bins) is not a multiple of the VAE scale {}",
+                    self.vae_scale()
+                ),
+            ));
+        }
+        Ok(h)
+    }
+
     /// Loads the checkpoint in `dir`.
     pub fn load(dir: &Path, options: &LoadOptions) -> Result<Self> {
         let index = dir.join("model_index.json");

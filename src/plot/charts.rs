@@ -28,7 +28,7 @@ pub fn confusion_matrix(title: &str, labels: &[String], counts: &[Vec<usize>]) -
         .unwrap_or(0)
         + 12;
     let (left, top) = (label_px + 14, label_px + 34);
-    let width = left + n * cell + 20;
+    let width = (left + n * cell + 20).max(Canvas::text_width(title, 1) + 16);
     let height = top + n * cell + 30;
     let mut c = Canvas::new(width, height, WHITE);
     c.text(8, 8, title, BLACK, 1);

@@ -110,6 +110,9 @@ impl CnnConfig {
     }
 }
 
+/// Ragas with scores, best first.
+pub type Ranked = Vec<(String, f64)>;
+
 /// A raga CNN: its settings and weights (as trainable variables).
 #[derive(Debug, Clone)]
 pub struct CnnModel {
@@ -198,6 +201,21 @@ impl CnnModel {
         x: &Tensor,
         dropout: Option<(f32, &mut ChaCha8Rng)>,
     ) -> candle_core::Result<Tensor> {
+        self.logits(&self.hidden(x, dropout)?)
+    }
+
+    /// Logits `[batch, ragas]` from hidden activations `[batch, hidden]`.
+    fn logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
+        hidden.matmul(&self.p(10).t()?)?.broadcast_add(self.p(11))
+    }
+
+    /// The hidden layer's activations `[batch, hidden]` (after the ReLU and
+    /// any dropout): the embedding the output layer reads.
+    pub fn hidden(
+        &self,
+        x: &Tensor,
+        dropout: Option<(f32, &mut ChaCha8Rng)>,
+    ) -> candle_core::Result<Tensor> {
         let mut h = x.clone();
         for layer in 0..4 {
             let (w, b) = (self.p(2 * layer), self.p(2 * layer + 1));
@@ -230,12 +248,18 @@ impl CnnModel {
                 f = f.mul(&Tensor::from_vec(mask, f.shape(), f.device())?.to_dtype(f.dtype())?)?;
             }
         }
-        f.matmul(&self.p(10).t()?)?.broadcast_add(self.p(11))
+        Ok(f)
     }
 
     /// Raga probabilities for a pitch image, averaged over windows of
     /// `window_steps` (hop half a window), best first.
     pub fn predict_pitch_image(&self, p: &PitchImage) -> Result<Vec<(String, f64)>> {
+        Ok(self.predict_and_embed(p)?.0)
+    }
+
+    /// [`Self::predict_pitch_image`] and the clip's embedding: the hidden
+    /// layer's activations averaged over the same windows.
+    pub fn predict_and_embed(&self, p: &PitchImage) -> Result<(Ranked, Vec<f32>)> {
         let win = self.config.window_steps;
         if p.bins != self.config.axis.num_bins() {
             return Err(Error::param(
@@ -258,6 +282,8 @@ impl CnnModel {
             s
         };
         let mut probs = vec![0.0f64; self.config.ragas.len()];
+        let mut embedding = vec![0.0f32; self.config.hidden];
+        let share = 1.0 / starts.len() as f64;
         for chunk in starts.chunks(32) {
             let mut data = Vec::with_capacity(chunk.len() * p.bins * win);
             for &s in chunk {
@@ -265,20 +291,25 @@ impl CnnModel {
             }
             let x = Tensor::from_vec(data, (chunk.len(), 1, p.bins, win), &Device::Cpu)
                 .map_err(tensor_err("classifier input"))?;
-            let prob = self
-                .forward(&x, None)
-                .and_then(|l| candle_nn::ops::softmax(&l, D::Minus1))
-                .and_then(|t| t.to_vec2::<f32>())
+            let (hidden, prob) = self
+                .hidden(&x, None)
+                .and_then(|h| {
+                    let prob = candle_nn::ops::softmax(&self.logits(&h)?, D::Minus1)?;
+                    Ok((h.to_vec2::<f32>()?, prob.to_vec2::<f32>()?))
+                })
                 .map_err(tensor_err("classifier forward pass"))?;
-            for row in prob {
+            for (h, row) in hidden.into_iter().zip(prob) {
                 for (acc, v) in probs.iter_mut().zip(row) {
-                    *acc += v as f64 / starts.len() as f64;
+                    *acc += v as f64 * share;
+                }
+                for (acc, v) in embedding.iter_mut().zip(h) {
+                    *acc += v * share as f32;
                 }
             }
         }
         let mut ranked: Vec<(String, f64)> = self.config.ragas.iter().cloned().zip(probs).collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
-        Ok(ranked)
+        Ok((ranked, embedding))
     }
 
     /// Raga probabilities for a spectrogram image with the given tonic.

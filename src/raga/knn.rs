@@ -14,7 +14,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::features::{pcd, tdms, PCD_BINS, TDMS_BINS};
-use super::pitch::{pyin, PyinParams};
+use super::pitch::{pyin, PitchTrack, PyinParams};
 use super::tonic::estimate_tonic;
 use crate::error::{Error, Result};
 use crate::fsutil::{read_bytes, write_bytes_atomic, write_json_atomic};
@@ -49,6 +49,12 @@ pub fn clip_features(
         Some(t) => return Err(Error::param("tonic_hz", format!("{t} is not a frequency"))),
         None => estimate_tonic(samples, rate, &track, tonic_range_hz)?.tonic_hz,
     };
+    Ok(track_features(&track, tonic))
+}
+
+/// Features of a pitch track relative to `tonic_hz`.
+pub fn track_features(track: &PitchTrack, tonic_hz: f64) -> ClipFeatures {
+    let tonic = tonic_hz;
     let cents = track.cents(tonic);
     let voiced_frames = cents.iter().filter(|c| c.is_some()).count();
     let full = tdms(&cents, track.hop_s, 0.3);
@@ -58,12 +64,12 @@ pub fn clip_features(
             small[(r / 4) * SMALL_TDMS + c / 4] += full[r * TDMS_BINS + c] as f32;
         }
     }
-    Ok(ClipFeatures {
+    ClipFeatures {
         tonic_hz: tonic,
         pcd: pcd(&cents).into_iter().map(|v| v as f32).collect(),
         tdms: small,
         voiced_frames,
-    })
+    }
 }
 
 /// Settings saved with a model.

@@ -39,9 +39,7 @@ fn copy_file(from: &Path, to: &Path) -> Result<()> {
     std::fs::copy(from, to).map_err(io(from)).map(|_| ())
 }
 
-/// The file in a pipeline folder that records the spectrogram parameters
-/// of the images the model was trained on (read by `generate`).
-pub const SPECTROGRAM_FILE: &str = "spectrogram.json";
+pub use crate::diffusion::checkpoint::SPECTROGRAM_FILE;
 
 /// Assembles the pipeline folder `out` from the checkpoint at `base` (its
 /// loaded `weight_files`), leaving out component `replaced`, which

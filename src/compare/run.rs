@@ -1,0 +1,456 @@
+//! Running an experiment: every backend's clips are made (or read, for
+//! reference clips), written under `OUT/clips/BACKEND/`, and measured.
+//! Each clip's record (`CLIP.json`, beside `CLIP.wav` and `CLIP.png`)
+//! holds a key of everything that made it; a rerun keeps the clips whose
+//! key still matches and makes only the rest, loading a model only when
+//! one of its clips is missing.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::analysis::{analyse_clip, ClipAnalysis, Judges, ANALYSIS_VERSION};
+use super::experiment::{BackendKind, BackendSpec, Prompt, Resolved};
+use crate::audio::{read_audio, write_wav, Audio, WavFormat};
+use crate::backend::{device_and_dtype, DiffusionGenerator, Generator, MusicgenGenerator, Request};
+use crate::captions::{stable_hash, Vocabulary};
+use crate::diffusion::bench::{peak_rss_mib, reset_peak_rss};
+use crate::diffusion::{LoadOptions, SampleSettings, SamplerKind, StableDiffusion};
+use crate::error::{Error, Result};
+use crate::fsutil::write_json_atomic;
+use crate::musicgen::{GenerateSettings, MusicGen, Sampling};
+use crate::progress::Progress;
+use crate::raga::dataset::list_labelled;
+use crate::spectrogram::image::DEFAULT_MAX_VALUE;
+use crate::spectrogram::{write_png, SpectrogramConverter, SpectrogramParams};
+
+/// One clip and its measurements, as stored in `CLIP.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClipRecord {
+    /// Hash of everything that made the clip; a mismatch remakes it.
+    pub key: String,
+    /// Backend name.
+    pub backend: String,
+    /// Clip id (`PROMPT-sSEED`, or a reference file's stem).
+    pub clip: String,
+    /// Prompt id (generated clips).
+    pub prompt_id: Option<String>,
+    /// The caption (generated clips).
+    pub prompt: Option<String>,
+    /// The raga the clip should be in.
+    pub raga: String,
+    /// Seed (generated clips).
+    pub seed: Option<u64>,
+    /// The file a reference clip came from.
+    pub source: Option<PathBuf>,
+    /// Length, seconds.
+    pub duration_s: f64,
+    /// Seconds to generate it, model loading excluded.
+    pub generate_s: Option<f64>,
+    /// Generation seconds per second of audio (below 1: faster than real
+    /// time).
+    pub real_time_factor: Option<f64>,
+    /// Peak resident memory of the process while the backend ran, MiB.
+    pub peak_rss_mib: Option<f64>,
+    /// The audio, relative to the output folder.
+    pub wav: String,
+    /// The spectrogram image (the model's own for diffusion backends),
+    /// relative to the output folder.
+    pub png: String,
+    /// The measurements.
+    pub analysis: ClipAnalysis,
+}
+
+/// What is known of one backend's run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackendRun {
+    /// Backend name.
+    pub name: String,
+    /// Its kind.
+    pub kind: BackendKind,
+    /// The model or clips folder.
+    pub source: PathBuf,
+    /// The settings that shaped its clips.
+    pub settings: serde_json::Value,
+    /// Seconds to load the model in the last run that loaded it.
+    pub load_s: Option<f64>,
+    /// Whether the peak memory counter was reset before loading (Linux
+    /// `clear_refs`); when not, the peak includes earlier backends.
+    pub peak_rss_isolated: bool,
+}
+
+/// Loads the generator of a backend.
+pub fn load_generator(spec: &BackendSpec) -> Result<Box<dyn Generator>> {
+    let model = spec
+        .model
+        .as_deref()
+        .ok_or_else(|| Error::param("model", format!("backend `{}` has no model", spec.name)))?;
+    let (device, dtype) = device_and_dtype(
+        spec.device.as_deref().unwrap_or("cpu"),
+        spec.dtype.as_deref().unwrap_or("f32"),
+    )?;
+    match spec.kind()? {
+        BackendKind::Diffusion => {
+            let opts = LoadOptions {
+                dtype,
+                vae_dtype: candle_core::DType::F32,
+                device,
+                variant: None,
+            };
+            let sd = StableDiffusion::load(model, &opts)?;
+            let sampling = SampleSettings {
+                sampler: SamplerKind::parse(spec.scheduler.as_deref().unwrap_or("pndm"))?,
+                steps: spec.steps.unwrap_or(25),
+                guidance: spec.guidance.unwrap_or(7.0),
+            };
+            let mut g = DiffusionGenerator::new(sd, sampling)?;
+            g.negative = spec.negative.clone();
+            if let Some(q) = &spec.quality {
+                g.inversion.quality = clap::ValueEnum::from_str(q, true).map_err(|_| {
+                    Error::param(
+                        "quality",
+                        format!("`{q}`: expected fast, high or riffusion"),
+                    )
+                })?;
+            }
+            Ok(Box::new(g))
+        }
+        BackendKind::Musicgen => {
+            let m = MusicGen::load(model, &device, dtype)?;
+            let settings = GenerateSettings {
+                guidance: spec.guidance.unwrap_or(3.0),
+                sampling: Sampling {
+                    greedy: spec.greedy.unwrap_or(false),
+                    temperature: spec.temperature.unwrap_or(1.0),
+                    top_k: spec.top_k.unwrap_or(250),
+                    top_p: spec.top_p.unwrap_or(0.0),
+                },
+                seed: 0,
+            };
+            Ok(Box::new(MusicgenGenerator::new(m, settings)))
+        }
+        BackendKind::Reference => Err(Error::param(
+            "kind",
+            format!("backend `{}` reads clips; it has no generator", spec.name),
+        )),
+    }
+}
+
+/// The settings of a backend as written in the experiment (the source of
+/// its clips' keys).
+fn spec_settings(spec: &BackendSpec) -> serde_json::Value {
+    let mut v = serde_json::to_value(spec).unwrap_or_default();
+    if let Some(map) = v.as_object_mut() {
+        map.retain(|_, x| !x.is_null());
+    }
+    v
+}
+
+/// Reports an inner job's progress as the status of the clip bar; the
+/// outer sink decides cancellation.
+struct Inner<'a> {
+    outer: &'a dyn Progress,
+    label: String,
+    total: AtomicU64,
+    done: AtomicU64,
+    what: Mutex<String>,
+}
+
+impl Progress for Inner<'_> {
+    fn start(&self, total: u64, what: &str) {
+        self.total.store(total, Ordering::Relaxed);
+        self.done.store(0, Ordering::Relaxed);
+        if let Ok(mut w) = self.what.lock() {
+            *w = what.to_string();
+        }
+        self.outer.status(&format!("{}: {what}", self.label));
+    }
+    fn advance(&self, done: u64) -> bool {
+        let d = self.done.fetch_add(done, Ordering::Relaxed) + done;
+        let what = self.what.lock().map(|w| w.clone()).unwrap_or_default();
+        self.outer.status(&format!(
+            "{}: {what} {d}/{}",
+            self.label,
+            self.total.load(Ordering::Relaxed)
+        ));
+        self.outer.advance(0)
+    }
+    fn message(&self, text: &str) {
+        self.outer.message(text);
+    }
+    fn finish(&self) {}
+}
+
+/// Where a clip's files go.
+struct ClipFiles {
+    json: PathBuf,
+    wav: PathBuf,
+    png: PathBuf,
+    wav_rel: String,
+    png_rel: String,
+}
+
+fn clip_files(out: &Path, backend: &str, clip: &str) -> ClipFiles {
+    let rel = |ext: &str| format!("clips/{backend}/{clip}.{ext}");
+    ClipFiles {
+        json: out.join(rel("json")),
+        wav: out.join(rel("wav")),
+        png: out.join(rel("png")),
+        wav_rel: rel("wav"),
+        png_rel: rel("png"),
+    }
+}
+
+/// The stored record at `json` if its key is `key`, its analysis current
+/// and its files present.
+fn stored(files: &ClipFiles, key: &str) -> Option<ClipRecord> {
+    let text = std::fs::read_to_string(&files.json).ok()?;
+    let r: ClipRecord = serde_json::from_str(&text).ok()?;
+    (r.key == key
+        && r.analysis.version == ANALYSIS_VERSION
+        && files.wav.is_file()
+        && files.png.is_file())
+    .then_some(r)
+}
+
+/// Writes the riffusion spectrogram of `audio` as `png`.
+fn write_spectrogram(png: &Path, audio: &Audio) -> Result<()> {
+    let params = SpectrogramParams::default();
+    let audio = crate::audio::resample(
+        &audio.clone().with_layout(crate::audio::ChannelLayout::Mono),
+        params.sample_rate_hz,
+    )?;
+    let (image, max) = SpectrogramConverter::new(params.clone())?.image_from_audio(&audio)?;
+    write_png(png, &image, &params, max)
+}
+
+/// Everything a run produced.
+#[derive(Debug, Clone)]
+pub struct RunOutput {
+    /// Every clip of every backend, in backend order.
+    pub clips: Vec<ClipRecord>,
+    /// One entry per backend.
+    pub backends: Vec<BackendRun>,
+}
+
+/// Makes and measures every clip of `exp` under `out`, skipping clips that
+/// are already there. `load` loads a generating backend (normally
+/// [`load_generator`]).
+pub fn run_experiment(
+    exp: &Resolved,
+    out: &Path,
+    judges: &Judges,
+    vocab: &Vocabulary,
+    load: &dyn Fn(&BackendSpec) -> Result<Box<dyn Generator>>,
+    progress: &dyn Progress,
+) -> Result<RunOutput> {
+    let seeds = &exp.experiment.seeds;
+    let mut references = Vec::new();
+    let mut total = 0u64;
+    for spec in exp.backends() {
+        if let Some(dir) = spec.clips.as_deref().filter(|_| !spec.generates()) {
+            let clips = list_labelled(dir, vocab)?;
+            total += clips.len() as u64;
+            references.push(clips);
+        } else {
+            total += (exp.prompts.len() * seeds.len()) as u64;
+            references.push(Vec::new());
+        }
+    }
+    progress.start(total, "clips");
+    let mut output = RunOutput {
+        clips: Vec::new(),
+        backends: Vec::new(),
+    };
+    for (spec, refs) in exp.backends().iter().zip(references) {
+        let kind = spec.kind()?;
+        let run_file = out.join("clips").join(&spec.name).join("backend.json");
+        let previous: Option<BackendRun> = std::fs::read_to_string(&run_file)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
+        let mut run = BackendRun {
+            name: spec.name.clone(),
+            kind,
+            source: spec
+                .model
+                .clone()
+                .or_else(|| spec.clips.clone())
+                .unwrap_or_default(),
+            settings: spec_settings(spec),
+            load_s: previous.as_ref().and_then(|p| p.load_s),
+            peak_rss_isolated: previous.as_ref().is_some_and(|p| p.peak_rss_isolated),
+        };
+        if kind == BackendKind::Reference {
+            for clip in refs {
+                let id = clip
+                    .path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let files = clip_files(out, &spec.name, &id);
+                let len = std::fs::metadata(&clip.path).map(|m| m.len()).unwrap_or(0);
+                let key = format!(
+                    "{:016x}",
+                    stable_hash(&format!(
+                        "{}|{len}|{:?}",
+                        clip.path.display(),
+                        clip.tonic_hz
+                    ))
+                );
+                let record = match stored(&files, &key) {
+                    Some(r) => r,
+                    None => {
+                        let audio = read_audio(&clip.path)?;
+                        let raga = vocab.raga(&clip.raga)?;
+                        let analysis = analyse_clip(&audio, raga, clip.tonic_hz, judges, vocab)
+                            .map_err(|e| {
+                                Error::invalid_data(&clip.path, format!("measuring: {e}"))
+                            })?;
+                        write_wav(&files.wav, &audio, WavFormat::Pcm16)?;
+                        write_spectrogram(&files.png, &audio)?;
+                        let r = ClipRecord {
+                            key,
+                            backend: spec.name.clone(),
+                            clip: id,
+                            prompt_id: None,
+                            prompt: None,
+                            raga: clip.raga.clone(),
+                            seed: None,
+                            source: Some(clip.path.clone()),
+                            duration_s: audio.duration_s(),
+                            generate_s: None,
+                            real_time_factor: None,
+                            peak_rss_mib: None,
+                            wav: files.wav_rel.clone(),
+                            png: files.png_rel.clone(),
+                            analysis,
+                        };
+                        write_json_atomic(&files.json, &r)?;
+                        r
+                    }
+                };
+                output.clips.push(record);
+                if !progress.advance(1) {
+                    return Err(Error::Cancelled);
+                }
+            }
+        } else {
+            let mut generator: Option<Box<dyn Generator>> = None;
+            for prompt in &exp.prompts {
+                for &seed in seeds {
+                    let record = generated_clip(
+                        exp,
+                        out,
+                        spec,
+                        prompt,
+                        seed,
+                        judges,
+                        vocab,
+                        load,
+                        &mut generator,
+                        &mut run,
+                        progress,
+                    )?;
+                    output.clips.push(record);
+                    if !progress.advance(1) {
+                        return Err(Error::Cancelled);
+                    }
+                }
+            }
+            if let Some(g) = &generator {
+                run.settings = serde_json::json!({"experiment": spec_settings(spec),
+                                                  "effective": g.settings()});
+            } else if let Some(p) = &previous {
+                run.settings = p.settings.clone();
+            }
+        }
+        write_json_atomic(&run_file, &run)?;
+        output.backends.push(run);
+    }
+    progress.finish();
+    Ok(output)
+}
+
+/// One generated clip: the stored one when current, else made now
+/// (loading the backend's generator on first need).
+#[allow(clippy::too_many_arguments)]
+fn generated_clip(
+    exp: &Resolved,
+    out: &Path,
+    spec: &BackendSpec,
+    prompt: &Prompt,
+    seed: u64,
+    judges: &Judges,
+    vocab: &Vocabulary,
+    load: &dyn Fn(&BackendSpec) -> Result<Box<dyn Generator>>,
+    generator: &mut Option<Box<dyn Generator>>,
+    run: &mut BackendRun,
+    progress: &dyn Progress,
+) -> Result<ClipRecord> {
+    let id = format!("{}-s{seed}", prompt.id);
+    let files = clip_files(out, &spec.name, &id);
+    let seconds = exp.experiment.seconds;
+    let key_src = serde_json::json!({
+        "backend": spec_settings(spec), "prompt": prompt, "seed": seed, "seconds": seconds,
+    });
+    let key = format!("{:016x}", stable_hash(&key_src.to_string()));
+    if let Some(r) = stored(&files, &key) {
+        return Ok(r);
+    }
+    if generator.is_none() {
+        progress.status(&format!("{}: loading", spec.name));
+        run.peak_rss_isolated = reset_peak_rss();
+        let t0 = Instant::now();
+        *generator = Some(load(spec)?);
+        run.load_s = Some(t0.elapsed().as_secs_f64());
+    }
+    let g = generator.as_ref().expect("loaded above");
+    let inner = Inner {
+        outer: progress,
+        label: format!("{} {id}", spec.name),
+        total: AtomicU64::new(0),
+        done: AtomicU64::new(0),
+        what: Mutex::new(String::new()),
+    };
+    let t0 = Instant::now();
+    let made = g.generate(
+        &Request {
+            prompt: &prompt.text,
+            seed,
+            seconds,
+        },
+        &inner,
+    )?;
+    let generate_s = t0.elapsed().as_secs_f64();
+    let duration_s = made.audio.duration_s();
+    let raga = vocab.raga(&prompt.raga)?;
+    let analysis = analyse_clip(&made.audio, raga, prompt.tonic_hz, judges, vocab)
+        .map_err(|e| Error::invalid_data(&files.wav, format!("measuring: {e}")))?;
+    write_wav(&files.wav, &made.audio, WavFormat::Pcm16)?;
+    match &made.image {
+        Some((image, params)) => write_png(&files.png, image, params, DEFAULT_MAX_VALUE)?,
+        None => write_spectrogram(&files.png, &made.audio)?,
+    }
+    let record = ClipRecord {
+        key,
+        backend: spec.name.clone(),
+        clip: id,
+        prompt_id: Some(prompt.id.clone()),
+        prompt: Some(prompt.text.clone()),
+        raga: prompt.raga.clone(),
+        seed: Some(seed),
+        source: None,
+        duration_s,
+        generate_s: Some(generate_s),
+        real_time_factor: Some(generate_s / duration_s.max(1e-9)),
+        peak_rss_mib: peak_rss_mib(),
+        wav: files.wav_rel.clone(),
+        png: files.png_rel.clone(),
+        analysis,
+    };
+    write_json_atomic(&files.json, &record)?;
+    Ok(record)
+}
