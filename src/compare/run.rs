@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::fsutil::write_json_atomic;
 use crate::musicgen::{GenerateSettings, MusicGen, Sampling};
 use crate::progress::Progress;
-use crate::raga::dataset::list_labelled;
+use crate::raga::dataset::{list_labelled, LabelledClip};
 use crate::spectrogram::image::DEFAULT_MAX_VALUE;
 use crate::spectrogram::{write_png, SpectrogramConverter, SpectrogramParams};
 
@@ -285,53 +285,7 @@ pub fn run_experiment(
         };
         if kind == BackendKind::Reference {
             for clip in refs {
-                let id = clip
-                    .path
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let files = clip_files(out, &spec.name, &id);
-                let len = std::fs::metadata(&clip.path).map(|m| m.len()).unwrap_or(0);
-                let key = format!(
-                    "{:016x}",
-                    stable_hash(&format!(
-                        "{}|{len}|{:?}",
-                        clip.path.display(),
-                        clip.tonic_hz
-                    ))
-                );
-                let record = match stored(&files, &key) {
-                    Some(r) => r,
-                    None => {
-                        let audio = read_audio(&clip.path)?;
-                        let raga = vocab.raga(&clip.raga)?;
-                        let analysis = analyse_clip(&audio, raga, clip.tonic_hz, judges, vocab)
-                            .map_err(|e| {
-                                Error::invalid_data(&clip.path, format!("measuring: {e}"))
-                            })?;
-                        write_wav(&files.wav, &audio, WavFormat::Pcm16)?;
-                        write_spectrogram(&files.png, &audio)?;
-                        let r = ClipRecord {
-                            key,
-                            backend: spec.name.clone(),
-                            clip: id,
-                            prompt_id: None,
-                            prompt: None,
-                            raga: clip.raga.clone(),
-                            seed: None,
-                            source: Some(clip.path.clone()),
-                            duration_s: audio.duration_s(),
-                            generate_s: None,
-                            real_time_factor: None,
-                            peak_rss_mib: None,
-                            wav: files.wav_rel.clone(),
-                            png: files.png_rel.clone(),
-                            analysis,
-                        };
-                        write_json_atomic(&files.json, &r)?;
-                        r
-                    }
-                };
+                let record = reference_clip(out, spec, &clip, judges, vocab)?;
                 output.clips.push(record);
                 if !progress.advance(1) {
                     return Err(Error::Cancelled);
@@ -372,6 +326,54 @@ pub fn run_experiment(
     }
     progress.finish();
     Ok(output)
+}
+
+/// One reference clip: the stored record when current, else read,
+/// measured and copied into the output folder now.
+fn reference_clip(
+    out: &Path,
+    spec: &BackendSpec,
+    clip: &LabelledClip,
+    judges: &Judges,
+    vocab: &Vocabulary,
+) -> Result<ClipRecord> {
+    let id = clip
+        .path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let files = clip_files(out, &spec.name, &id);
+    let len = std::fs::metadata(&clip.path).map(|m| m.len()).unwrap_or(0);
+    let key_src = format!("{}|{len}|{:?}", clip.path.display(), clip.tonic_hz);
+    let key = format!("{:016x}", stable_hash(&key_src));
+    if let Some(r) = stored(&files, &key) {
+        return Ok(r);
+    }
+    let audio = read_audio(&clip.path)?;
+    let raga = vocab.raga(&clip.raga)?;
+    let analysis = analyse_clip(&audio, raga, clip.tonic_hz, judges, vocab)
+        .map_err(|e| Error::invalid_data(&clip.path, format!("measuring: {e}")))?;
+    write_wav(&files.wav, &audio, WavFormat::Pcm16)?;
+    write_spectrogram(&files.png, &audio)?;
+    let record = ClipRecord {
+        key,
+        backend: spec.name.clone(),
+        clip: id,
+        prompt_id: None,
+        prompt: None,
+        raga: clip.raga.clone(),
+        seed: None,
+        source: Some(clip.path.clone()),
+        duration_s: audio.duration_s(),
+        generate_s: None,
+        real_time_factor: None,
+        peak_rss_mib: None,
+        wav: files.wav_rel.clone(),
+        png: files.png_rel.clone(),
+        analysis,
+    };
+    write_json_atomic(&files.json, &record)?;
+    Ok(record)
 }
 
 /// One generated clip: the stored one when current, else made now
