@@ -6,6 +6,8 @@
 //! the binary; [`Vocabulary::load_dir`] reads an edited copy.
 
 pub mod fold;
+pub mod sampler;
+pub mod shruti;
 pub mod swara;
 pub mod templates;
 pub mod vocab;

@@ -10,6 +10,7 @@ mod musicgen;
 mod progress_bar;
 mod raga;
 mod sd_args;
+mod text_encoder;
 mod train;
 mod train_parts;
 
@@ -76,6 +77,10 @@ enum Command {
     /// Train the autoencoder on spectrograms (fine-tune a pipeline's VAE or
     /// train a fresh named config); writes the pipeline with the new VAE.
     TrainVae(train_parts::TrainVaeArgs),
+    /// Learn a tokenizer from the caption vocabulary and train a fresh CLIP
+    /// text encoder to read captions' fields (raga, segment, tala,
+    /// instrument); writes the base pipeline with the new text side.
+    TrainTextEncoder(text_encoder::TrainTextEncoderArgs),
     /// Train the latent raga classifier of the auxiliary loss on the VAE
     /// latents of a captioned dataset with raga labels.
     TrainLatentClassifier(train_parts::TrainLatentClassifierArgs),
@@ -142,6 +147,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::BenchMusicgen(a) => bench::bench_musicgen(a),
         Command::Train(a) => train::train(*a),
         Command::TrainVae(a) => train_parts::train_vae(a),
+        Command::TrainTextEncoder(a) => text_encoder::train_text_encoder(a),
         Command::TrainLatentClassifier(a) => train_parts::train_latent_classifier(a),
         Command::Compare(a) => compare::compare(a),
     }

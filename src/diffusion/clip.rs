@@ -45,8 +45,9 @@ impl ClipTextModel {
         let eps = config.layer_norm_eps;
         let emb = vb.pp("embeddings");
         if emb.contains_tensor("position_ids") {
-            // a buffer (0..77) saved by transformers 4; read so it counts as used
-            emb.get_unchecked_dtype("position_ids", DType::I64)?;
+            // a buffer (0..77) saved by transformers 4; read so it counts as
+            // used (a fresh model has none to give, which is fine)
+            let _ = emb.get_unchecked_dtype("position_ids", DType::I64);
         }
         let token_embedding = Embedding::new(
             emb.get((config.vocab_size, d), "token_embedding.weight")?,

@@ -7,7 +7,7 @@
 //! and `sdpa` kernels have no gradient.
 
 use candle_core::{DType, Module, Result, Tensor, D};
-use candle_nn::{Conv2d, Conv2dConfig, GroupNorm, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
 
 /// A linear layer `name` with bias.
 pub fn linear(vb: &VarBuilder, name: &str, d_in: usize, d_out: usize) -> Result<Linear> {
@@ -35,6 +35,51 @@ fn linear_or_1x1(vb: &VarBuilder, name: &str, d: usize) -> Result<Linear> {
     Ok(Linear::new(w, Some(v.get(d, "bias")?)))
 }
 
+/// A 2-D convolution with bias (weights `[c_out, c_in, k, k]`).
+///
+/// Stride-1 f32 convolutions on the CPU run through
+/// [`conv_cpu`](super::conv_cpu) (several times faster than candle's for
+/// small channel counts, gradients included); everything else through
+/// candle's convolution.
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    padding: usize,
+    stride: usize,
+}
+
+impl Conv2d {
+    /// A convolution from its weight `[c_out, c_in, k, k]` and bias `[c_out]`.
+    pub fn new(weight: Tensor, bias: Option<Tensor>, padding: usize, stride: usize) -> Self {
+        Self {
+            weight,
+            bias,
+            padding,
+            stride,
+        }
+    }
+
+    /// The weight `[c_out, c_in, k, k]`.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+}
+
+impl Module for Conv2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = if self.stride == 1 && super::conv_cpu::supported(x, &self.weight, self.padding) {
+            super::conv_cpu::conv2d_stride1(x, &self.weight, self.padding)?
+        } else {
+            x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?
+        };
+        match &self.bias {
+            Some(bias) => super::channel_ops::add_channel_shift(&y, bias),
+            None => Ok(y),
+        }
+    }
+}
+
 /// A 2-D convolution `name` with bias.
 pub fn conv2d(
     vb: &VarBuilder,
@@ -46,16 +91,53 @@ pub fn conv2d(
     stride: usize,
 ) -> Result<Conv2d> {
     let vb = vb.pp(name);
-    let cfg = Conv2dConfig {
-        padding,
-        stride,
-        ..Default::default()
-    };
     Ok(Conv2d::new(
         vb.get((c_out, c_in, kernel, kernel), "weight")?,
         Some(vb.get(c_out, "bias")?),
-        cfg,
+        padding,
+        stride,
     ))
+}
+
+/// Group norm with a per-channel affine map, as candle's `GroupNorm`
+/// computes it (statistics in f32 for half-precision inputs), with the
+/// affine step through [`channel_affine`](super::channel_ops::channel_affine)
+/// so that its gradients are fast on the CPU.
+#[derive(Debug, Clone)]
+pub struct GroupNorm {
+    weight: Tensor,
+    bias: Tensor,
+    groups: usize,
+    eps: f64,
+}
+
+impl Module for GroupNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        if dims.len() < 3 || dims[1] != self.weight.elem_count() || dims[1] % self.groups != 0 {
+            candle_core::bail!(
+                "group norm of {} channels in {} groups: input {:?}",
+                self.weight.elem_count(),
+                self.groups,
+                dims
+            )
+        }
+        let n = dims[1..].iter().product::<usize>() / self.groups;
+        let dtype = x.dtype();
+        let internal = match dtype {
+            DType::F16 | DType::BF16 => DType::F32,
+            d => d,
+        };
+        let x = x.reshape((dims[0], self.groups, n))?.to_dtype(internal)?;
+        let mean = (x.sum_keepdim(2)? / n as f64)?;
+        let x = x.broadcast_sub(&mean)?;
+        let var = (x.sqr()?.sum_keepdim(2)? / n as f64)?;
+        let normed = x
+            .broadcast_div(&(var + self.eps)?.sqrt()?)?
+            .to_dtype(dtype)?
+            .reshape(dims)?;
+        super::channel_ops::channel_affine(&normed, &self.weight, &self.bias)
+    }
 }
 
 /// A group norm `name` over `channels`.
@@ -67,13 +149,15 @@ pub fn group_norm(
     eps: f64,
 ) -> Result<GroupNorm> {
     let vb = vb.pp(name);
-    GroupNorm::new(
-        vb.get(channels, "weight")?,
-        vb.get(channels, "bias")?,
-        channels,
+    if groups == 0 || channels % groups != 0 {
+        candle_core::bail!("{channels} channels do not split into {groups} groups")
+    }
+    Ok(GroupNorm {
+        weight: vb.get(channels, "weight")?,
+        bias: vb.get(channels, "bias")?,
         groups,
         eps,
-    )
+    })
 }
 
 /// Layer norm over the last dimension, from differentiable ops (computed in

@@ -19,9 +19,12 @@
 //! ```
 
 pub mod bench;
+pub mod bpe;
+pub mod channel_ops;
 pub mod checkpoint;
 pub mod clip;
 pub mod config;
+pub mod conv_cpu;
 pub mod layers;
 pub mod longform;
 pub mod pipeline;

@@ -4,9 +4,9 @@
 //! residual connection.
 
 use candle_core::{Module, Result, Tensor, D};
-use candle_nn::{Conv2d, GroupNorm, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
 
-use super::layers::{conv2d, group_norm, linear, Attention, LayerNorm};
+use super::layers::{conv2d, group_norm, linear, Attention, Conv2d, GroupNorm, LayerNorm};
 
 /// The GEGLU feed-forward: `net.0.proj` to twice the inner width, value
 /// times exact-GELU(gate), `net.2` back.

@@ -4,10 +4,12 @@
 //! same model is trained by `train`; takes one timestep per sample.
 
 use candle_core::{DType, Device, Module, Result, Tensor, D};
-use candle_nn::{Conv2d, GroupNorm, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
 
 use super::config::UnetConfig;
-use super::layers::{conv2d, group_norm, linear, Downsample, ResnetBlock, Upsample};
+use super::layers::{
+    conv2d, group_norm, linear, Conv2d, Downsample, GroupNorm, ResnetBlock, Upsample,
+};
 use super::segments::{self, Segment};
 use super::transformer::SpatialTransformer;
 

@@ -1,10 +1,12 @@
 //! diffusers' `AutoencoderKL`: images in [-1, 1] to latents and back.
 
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{Conv2d, GroupNorm, VarBuilder};
+use candle_nn::VarBuilder;
 
 use super::config::VaeConfig;
-use super::layers::{conv2d, group_norm, Attention, Downsample, ResnetBlock, Upsample};
+use super::layers::{
+    conv2d, group_norm, Attention, Conv2d, Downsample, GroupNorm, ResnetBlock, Upsample,
+};
 
 const EPS: f64 = 1e-6;
 

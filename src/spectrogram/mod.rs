@@ -13,6 +13,7 @@ pub mod mel;
 pub mod metrics;
 pub mod params;
 pub mod stft;
+pub mod transpose;
 
 pub use converter::{
     InversionOptions, InversionSettings, MelInverse, Quality, SpectrogramConverter,

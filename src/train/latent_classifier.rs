@@ -13,12 +13,12 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Module, Tensor, D};
-use candle_nn::{Conv2d, GroupNorm, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::trainer::LatentJudge;
 use crate::diffusion::config::read_json;
-use crate::diffusion::layers::{conv2d, group_norm, linear};
+use crate::diffusion::layers::{conv2d, group_norm, linear, Conv2d, GroupNorm};
 use crate::diffusion::terr;
 use crate::diffusion::weights::WeightStore;
 use crate::error::{Error, Result};

@@ -30,6 +30,7 @@ pub mod options;
 pub mod params;
 pub mod run;
 pub mod setup;
+pub mod text_fit;
 pub mod trainer;
 pub mod vae_fit;
 

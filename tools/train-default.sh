@@ -1,0 +1,83 @@
+#!/bin/sh
+# Remakes the default Carnatic generator from nothing, stage by stage, on
+# the CPU (2 cores) or with DEVICE=cuda. Every stage resumes: rerun the
+# script after an interruption and it continues where it stopped.
+#
+#   tools/train-default.sh [WORK]        (default WORK: runs/default)
+#
+# Stages (each skipped when its output exists):
+#   data   synth renders of RAGAS at the canonical tonic (D, 146.83 Hz),
+#          every segment type, timbre and tala, as 128-bin spectrograms
+#          (22.05 kHz, 40-4000 Hz, 10 ms hop) with captions
+#   vae    a fresh `tiny` autoencoder on those spectrograms
+#   text   the tokenizer and CLIP text encoder (train-text-encoder), and the
+#          pipeline with a fresh `compact` UNet
+#   unet   the UNet, from scratch, on the captioned spectrograms
+#
+# Environment: CLIPS (per raga, 160), VAE_STEPS (600), TEXT_STEPS (1500),
+# UNET_STEPS (20000), BATCH (16), DEVICE (cpu), RF (the ragafusion binary;
+# built with `cargo build --release` when unset).
+#
+# The tests' tiny pipeline (tests/data/sd-tiny) is only the scaffold the VAE
+# stage starts from: its tokenizer, text encoder and UNet are all replaced
+# by the text stage.
+set -eu
+
+cd "$(dirname "$0")/.."
+WORK=${1:-runs/default}
+CLIPS=${CLIPS:-160}
+VAE_STEPS=${VAE_STEPS:-600}
+TEXT_STEPS=${TEXT_STEPS:-1500}
+UNET_STEPS=${UNET_STEPS:-20000}
+BATCH=${BATCH:-16}
+DEVICE=${DEVICE:-cpu}
+if [ -z "${RF:-}" ]; then
+    cargo build --release
+    RF=target/release/ragafusion
+fi
+RAGAS="Kalyani Shankarabharanam Todi Kharaharapriya Mayamalavagowla Shanmukhapriya
+Simhendramadhyamam Keeravani Charukesi Pantuvarali Mohanam Hamsadhwani Hindolam Abhogi
+Madhyamavati Bhairavi Anandabhairavi Kambhoji Begada Saveri Sri Kedaragowla Bilahari
+Natakurinji"
+mkdir -p "$WORK"
+stamp() { echo "[$(date -u +%H:%M:%S)] $*"; }
+
+# --- data -------------------------------------------------------------
+if [ ! -f "$WORK/img/metadata.jsonl" ]; then
+    stamp "data: rendering $CLIPS clips per raga"
+    set --
+    for r in $RAGAS; do set -- "$@" --raga "$r"; done
+    "$RF" synth "$WORK/wav" "$@" --count "$CLIPS" --tonic-hz 146.83 --seed 1
+    "$RF" audio-to-image "$WORK/wav" "$WORK/img" --sample-rate-hz 22050 \
+        --num-mel-bins 128 --min-hz 40 --max-hz 4000 --captions
+fi
+
+# --- vae --------------------------------------------------------------
+if [ ! -f "$WORK/vae/final/model_index.json" ]; then
+    stamp "vae: $VAE_STEPS steps"
+    RESUME=""
+    [ -f "$WORK/vae/state.safetensors" ] && RESUME=--resume
+    "$RF" train-vae --data "$WORK/img" --out "$WORK/vae" --model tests/data/sd-tiny \
+        --config tiny --max-steps "$VAE_STEPS" --batch-size 8 --crop-px 256 \
+        --checkpoint-every 50 --learning-rate 1e-3 --device "$DEVICE" $RESUME
+fi
+
+# --- text -------------------------------------------------------------
+if [ ! -f "$WORK/text/final/model_index.json" ]; then
+    stamp "text: $TEXT_STEPS steps"
+    "$RF" train-text-encoder --model "$WORK/vae/final" --out "$WORK/text" \
+        --unet-config compact --steps "$TEXT_STEPS"
+fi
+
+# --- unet -------------------------------------------------------------
+if [ ! -f "$WORK/unet/final/model_index.json" ]; then
+    stamp "unet: $UNET_STEPS steps"
+    RESUME=""
+    [ -d "$WORK/unet/checkpoints" ] && RESUME=--resume
+    "$RF" train --data "$WORK/img" --out "$WORK/unet" --model "$WORK/text/final" \
+        --max-steps "$UNET_STEPS" --batch-size "$BATCH" --crop-px 256 \
+        --learning-rate 1e-3 --lr-scheduler cosine --lr-warmup-steps 200 \
+        --snr-gamma 5 --caption-dropout 0.1 --ema-decay 0.999 --checkpoint-every 250 \
+        --device "$DEVICE" $RESUME
+fi
+stamp "done: $WORK/unet/final"
