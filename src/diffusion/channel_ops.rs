@@ -20,16 +20,6 @@ fn bcs(l: &Layout) -> Result<(usize, usize, usize)> {
     Ok((d[0], d[1], d[2..].iter().product()))
 }
 
-fn f32s<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else {
-        candle_core::bail!("channel_ops: {what} must be f32")
-    };
-    if !l.is_contiguous() {
-        candle_core::bail!("channel_ops: {what} must be contiguous")
-    }
-    Ok(&v[l.start_offset()..l.start_offset() + l.shape().elem_count()])
-}
-
 fn affine(
     x: &[f32],
     (b, c, s): (usize, usize, usize),
@@ -59,7 +49,7 @@ impl CustomOp1 for ChannelSum {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (b, c, n) = bcs(l)?;
-        let x = f32s(s, l, "input")?;
+        let x = super::conv_cpu::f32_slice(s, l, "input")?;
         let mut out = vec![0f32; c];
         for bi in 0..b {
             for (ci, acc) in out.iter_mut().enumerate() {
@@ -92,7 +82,12 @@ impl CustomOp2 for ChannelShift {
         tl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let dims = bcs(xl)?;
-        let out = affine(f32s(xs, xl, "input")?, dims, None, f32s(ts, tl, "shift")?);
+        let out = affine(
+            super::conv_cpu::f32_slice(xs, xl, "input")?,
+            dims,
+            None,
+            super::conv_cpu::f32_slice(ts, tl, "shift")?,
+        );
         Ok((CpuStorage::F32(out), xl.shape().clone()))
     }
 
@@ -126,10 +121,10 @@ impl CustomOp3 for ChannelAffine {
     ) -> Result<(CpuStorage, Shape)> {
         let dims = bcs(xl)?;
         let out = affine(
-            f32s(xs, xl, "input")?,
+            super::conv_cpu::f32_slice(xs, xl, "input")?,
             dims,
-            Some(f32s(ws, wl, "scale")?),
-            f32s(ts, tl, "shift")?,
+            Some(super::conv_cpu::f32_slice(ws, wl, "scale")?),
+            super::conv_cpu::f32_slice(ts, tl, "shift")?,
         );
         Ok((CpuStorage::F32(out), xl.shape().clone()))
     }

@@ -99,12 +99,14 @@ impl SharedOut {
     }
 }
 
-fn slice_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+/// The f32 elements of a contiguous CPU tensor's storage, or an error
+/// naming `what`.
+pub(crate) fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
     let CpuStorage::F32(v) = s else {
-        candle_core::bail!("conv_cpu: {what} must be f32")
+        candle_core::bail!("{what} must be f32")
     };
     if !l.is_contiguous() {
-        candle_core::bail!("conv_cpu: {what} must be contiguous")
+        candle_core::bail!("{what} must be contiguous")
     }
     Ok(&v[l.start_offset()..l.start_offset() + l.shape().elem_count()])
 }
@@ -152,8 +154,8 @@ impl CustomOp2 for ConvFwd {
         wl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = self.geometry(xl, wl)?;
-        let x = slice_f32(xs, xl, "input")?;
-        let wt = slice_f32(ws, wl, "kernel")?;
+        let x = f32_slice(xs, xl, "input")?;
+        let wt = f32_slice(ws, wl, "kernel")?;
         let (oh, ow, ckk) = (g.out_h(), g.out_w(), g.ckk());
         let mut out = vec![0f32; g.b * g.o * oh * ow];
         let dst = SharedOut(out.as_mut_ptr());
@@ -259,8 +261,8 @@ impl CustomOp2 for ConvKernelGrad {
                 xl.shape()
             )
         }
-        let x = slice_f32(xs, xl, "input")?;
-        let gy = slice_f32(gs, gl, "gradient")?;
+        let x = f32_slice(xs, xl, "input")?;
+        let gy = f32_slice(gs, gl, "gradient")?;
         let ckk = g.ckk();
         let total = g
             .tiles()
