@@ -8,6 +8,7 @@ use serde_json::json;
 
 use crate::audio::Audio;
 use crate::diffusion::checkpoint::px_of_ms;
+use crate::diffusion::defaults::plan_tonic;
 use crate::diffusion::longform::Tiling;
 use crate::diffusion::pipeline::images_to_rgb;
 use crate::diffusion::{SampleSettings, SeededNoise, StableDiffusion};
@@ -28,6 +29,11 @@ pub struct Request<'a> {
     pub seed: u64,
     /// Length, seconds.
     pub seconds: f64,
+    /// The tonic asked for, Hz. A diffusion model with a canonical tonic
+    /// (`ragafusion.json`) transposes its spectrogram to it (a shruti
+    /// phrase in the caption is used when this is `None`); other models
+    /// get the tonic through the caption only.
+    pub tonic_hz: Option<f64>,
 }
 
 /// A generated clip.
@@ -163,8 +169,12 @@ impl Generator for DiffusionGenerator {
         let h = sd.height_px(&self.params)?;
         let clip_px = sd.clip_px(&self.params);
         let want_px = px_of_ms(&self.params, request.seconds * 1000.0).max(1);
+        let tonic = request
+            .tonic_hz
+            .filter(|_| sd.defaults.canonical_tonic_hz.is_some());
+        let plan = plan_tonic(&sd.defaults, request.prompt, tonic)?;
         let text = sd.conditioning(
-            request.prompt,
+            &plan.prompt,
             self.negative.as_deref(),
             self.sampling.guidance,
             progress,
@@ -194,6 +204,7 @@ impl Generator for DiffusionGenerator {
         if rgb.width > want_px {
             rgb = crop_columns(&rgb, want_px);
         }
+        let rgb = plan.apply(rgb, &self.params)?;
         let loaded = LoadedImage {
             image: rgb.clone(),
             params: self.params.clone(),

@@ -350,3 +350,86 @@ fn bad_generation_input_is_a_clear_error() {
     ]);
     fails_with(&o, &["bf16", "CUDA"]);
 }
+
+#[test]
+fn model_defaults_and_tonic_shape_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = tmp.path().join("model");
+    common::copy_dir(&model(), &m);
+    std::fs::write(
+        m.join("ragafusion.json"),
+        r#"{"canonical_tonic_hz": 146.83, "scheduler": "ddim", "steps": 2, "guidance": 3.0}"#,
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let gen = |prompt: &str, extra: &[&str], name: &str| {
+        let mut args = vec![
+            "generate",
+            prompt,
+            "--model",
+            m.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--name",
+            name,
+            "--seed",
+            "3",
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    // the model's own sampler settings; the shruti phrase leaves the caption
+    ok(&gen("todi raga, shruti D", &[], "d"));
+    let s = sidecar(&out.join("d.json"));
+    assert_eq!(
+        (s["scheduler"].as_str(), s["steps"].as_u64()),
+        (Some("ddim"), Some(2))
+    );
+    assert_eq!(s["guidance"].as_f64(), Some(3.0));
+    assert_eq!(s["model_prompt"], "todi raga");
+    assert!((s["transpose_ratio"].as_f64().unwrap() - 1.0).abs() < 1e-3);
+    // shruti A: the same clip a fifth higher (rows counted from the top)
+    ok(&gen("todi raga, shruti A", &[], "a"));
+    let s = sidecar(&out.join("a.json"));
+    assert!((s["tonic_hz"].as_f64().unwrap() - 220.0).abs() < 0.01);
+    let (d, a) = (
+        read_png(&out.join("d.png")).unwrap(),
+        read_png(&out.join("a.png")).unwrap(),
+    );
+    let ratio = s["transpose_ratio"].as_f64().unwrap();
+    assert!((ratio - 220.0 / 146.83).abs() < 1e-3, "{ratio}");
+    let moved =
+        ragafusion::spectrogram::transpose::transpose_image(&d.image, &d.params, ratio).unwrap();
+    assert!(
+        moved.rgb == a.image.rgb,
+        "the A clip is the D clip transposed"
+    );
+    assert!(d.image.rgb != a.image.rgb);
+    // --tonic wins over the caption; flags win over the model's settings
+    ok(&gen(
+        "todi raga, shruti A",
+        &["--tonic", "D", "--steps", "1"],
+        "flag",
+    ));
+    let s = sidecar(&out.join("flag.json"));
+    assert!((s["tonic_hz"].as_f64().unwrap() - 146.83).abs() < 0.01);
+    assert_eq!(s["steps"].as_u64(), Some(1));
+    // a model without a canonical tonic cannot honour --tonic
+    let o = run(&[
+        "generate",
+        "x",
+        "--model",
+        model().to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--tonic",
+        "D",
+    ]);
+    fails_with(&o, &["tonic", "ragafusion.json"]);
+    // a broken ragafusion.json names the file and the field
+    std::fs::write(m.join("ragafusion.json"), r#"{"steps": 0}"#).unwrap();
+    fails_with(&gen("x", &[], "bad"), &["ragafusion.json", "steps"]);
+    // an unreadable tonic is a usage error naming the flag
+    let o = gen("x", &["--tonic", "Q"], "q");
+    assert_eq!(o.status.code(), Some(2));
+}

@@ -7,6 +7,8 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use common::fails_with;
+
 const TINY: &str = "tests/data/sd-tiny";
 
 fn run(args: &[&str]) -> Output {
@@ -120,6 +122,88 @@ fn train_validate_resume_export_generate() {
         "g",
     ]);
     assert!(gen.join("g.wav").is_file());
+
+    // a checkpoint exported on its own: the newest one (step 5) is the
+    // final export's UNet; f16 storage halves it; ragafusion.json written
+    let same = tmp.path().join("same");
+    ok(&[
+        "export-checkpoint",
+        "--run",
+        o,
+        "--out",
+        same.to_str().unwrap(),
+    ]);
+    let unet =
+        |dir: &Path| std::fs::read(dir.join("unet/diffusion_pytorch_model.safetensors")).unwrap();
+    assert!(
+        unet(&same) == unet(&final_dir),
+        "the newest checkpoint is the final export"
+    );
+    let half = tmp.path().join("half");
+    let done = ok(&[
+        "export-checkpoint",
+        "--run",
+        o,
+        "--step",
+        "4",
+        "--out",
+        half.to_str().unwrap(),
+        "--dtype",
+        "f16",
+        "--canonical-tonic-hz",
+        "146.83",
+        "--steps",
+        "2",
+    ]);
+    assert!(String::from_utf8_lossy(&done.stderr).contains("exported step 4"));
+    assert!(
+        unet(&half).len() * 10 < unet(&final_dir).len() * 6,
+        "f16 storage"
+    );
+    let defaults = ragafusion::diffusion::defaults::ModelDefaults::read(&half).unwrap();
+    assert_eq!(
+        (defaults.canonical_tonic_hz, defaults.steps),
+        (Some(146.83), Some(2))
+    );
+    ok(&[
+        "generate",
+        "Todi raga, shruti E",
+        "--model",
+        half.to_str().unwrap(),
+        "--out",
+        gen.to_str().unwrap(),
+        "--name",
+        "h",
+    ]);
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(gen.join("h.json")).unwrap()).unwrap();
+    assert_eq!(
+        (s["steps"].as_u64(), s["model_prompt"].as_str()),
+        (Some(2), Some("Todi raga"))
+    );
+    // a step the run does not have, and a folder that is not a run
+    fails_with(
+        &run(&[
+            "export-checkpoint",
+            "--run",
+            o,
+            "--step",
+            "1",
+            "--out",
+            half.to_str().unwrap(),
+        ]),
+        &["step 1"],
+    );
+    fails_with(
+        &run(&[
+            "export-checkpoint",
+            "--run",
+            d,
+            "--out",
+            half.to_str().unwrap(),
+        ]),
+        &["train_config.toml"],
+    );
 }
 
 #[test]

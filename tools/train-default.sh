@@ -14,7 +14,7 @@
 #          pipeline with a fresh `compact` UNet
 #   unet   the UNet, from scratch, on the captioned spectrograms
 #
-# Environment: CLIPS (per raga, 160), VAE_STEPS (600), TEXT_STEPS (1500),
+# Environment: CLIPS (per raga, 160), VAE_STEPS (600), TEXT_STEPS (800),
 # UNET_STEPS (20000), BATCH (16), DEVICE (cpu), RF (the ragafusion binary;
 # built with `cargo build --release` when unset).
 #
@@ -27,7 +27,7 @@ cd "$(dirname "$0")/.."
 WORK=${1:-runs/default}
 CLIPS=${CLIPS:-160}
 VAE_STEPS=${VAE_STEPS:-600}
-TEXT_STEPS=${TEXT_STEPS:-1500}
+TEXT_STEPS=${TEXT_STEPS:-800}
 UNET_STEPS=${UNET_STEPS:-20000}
 BATCH=${BATCH:-16}
 DEVICE=${DEVICE:-cpu}
@@ -66,7 +66,7 @@ fi
 if [ ! -f "$WORK/text/final/model_index.json" ]; then
     stamp "text: $TEXT_STEPS steps"
     "$RF" train-text-encoder --model "$WORK/vae/final" --out "$WORK/text" \
-        --unet-config compact --steps "$TEXT_STEPS"
+        --unet-config compact --steps "$TEXT_STEPS" --context 32 --batch-size 48
 fi
 
 # --- unet -------------------------------------------------------------

@@ -10,18 +10,19 @@ use anyhow::{bail, Context};
 use candle_core::{DType, Device, Tensor};
 use clap::Args;
 use ragafusion::audio::{read_audio_as, ChannelLayout};
+use ragafusion::diffusion::defaults::{plan_tonic, TonicPlan};
 use ragafusion::diffusion::longform::{join_clips, Tiling};
 use ragafusion::diffusion::pipeline::{rgb_to_images, slerp};
 use ragafusion::diffusion::weights::WeightStore;
-use ragafusion::diffusion::{NoiseSource, SampleSettings, SamplerKind, SeededNoise};
+use ragafusion::diffusion::{NoiseSource, SamplerKind, SeededNoise};
 use ragafusion::spectrogram::{read_png, SpectrogramConverter};
 use serde_json::json;
 
 use super::musicgen::{self, MusicgenArgs};
 use super::progress_bar::Bar;
 use super::sd_args::{
-    model_record, parse_scheduler, px_of_ms, slug, write_outputs, ModelArgs, OutputArgs,
-    SamplingArgs,
+    model_record, parse_scheduler, px_of_ms, slug, spectrogram_of, write_outputs, ModelArgs,
+    OutputArgs, SamplingArgs, TonicArgs, RIFFUSION_SETTINGS,
 };
 
 /// The model family `generate` runs.
@@ -47,9 +48,11 @@ pub struct GenerateArgs {
     model: ModelArgs,
     #[command(flatten)]
     sampling: SamplingArgs,
-    /// Denoising steps.
-    #[arg(long, default_value_t = 50)]
-    steps: usize,
+    #[command(flatten)]
+    tonic: TonicArgs,
+    /// Denoising steps (default: the model's ragafusion.json, else 50).
+    #[arg(long)]
+    steps: Option<usize>,
     /// Samples generated at once (each gets its own files).
     #[arg(long, default_value_t = 1)]
     batch: usize,
@@ -85,9 +88,14 @@ pub struct AudioToAudioArgs {
     model: ModelArgs,
     #[command(flatten)]
     sampling: SamplingArgs,
-    /// Denoising steps of a full-strength run.
-    #[arg(long, default_value_t = 50)]
-    steps: usize,
+    /// The input's tonic, when the model has a canonical one: the input is
+    /// transposed to the model's tonic, and the result back to this one.
+    #[command(flatten)]
+    tonic: TonicArgs,
+    /// Denoising steps of a full-strength run (default: the model's
+    /// ragafusion.json, else 50).
+    #[arg(long)]
+    steps: Option<usize>,
     /// How much is re-generated: 0 keeps the input, 1 ignores it
     /// (riffusion: 0.4 light, 0.55 heavy, 0.75 default).
     #[arg(long, default_value_t = 0.75)]
@@ -115,17 +123,21 @@ pub struct InterpolateArgs {
     /// Number of clips from start to end (alpha 0 .. 1).
     #[arg(long, default_value_t = 5)]
     steps: usize,
-    /// Denoising steps per clip.
-    #[arg(long, default_value_t = 50)]
-    inference_steps: usize,
+    /// Denoising steps per clip (default: the model's ragafusion.json,
+    /// else 50).
+    #[arg(long)]
+    inference_steps: Option<usize>,
     #[command(flatten)]
     model: ModelArgs,
-    /// Sampler: ddim, pndm, euler-a or dpmpp-2m.
-    #[arg(long, default_value = "pndm", value_parser = parse_scheduler)]
-    scheduler: SamplerKind,
-    /// Classifier-free guidance scale.
-    #[arg(long, default_value_t = 7.0)]
-    guidance: f64,
+    #[command(flatten)]
+    tonic: TonicArgs,
+    /// Sampler: ddim, pndm, euler-a or dpmpp-2m (default: the model's,
+    /// else pndm).
+    #[arg(long, value_parser = parse_scheduler)]
+    scheduler: Option<SamplerKind>,
+    /// Classifier-free guidance scale (default: the model's, else 7).
+    #[arg(long)]
+    guidance: Option<f64>,
     /// Negative prompt for every clip.
     #[arg(long)]
     negative: Option<String>,
@@ -155,15 +167,12 @@ pub fn generate(a: GenerateArgs) -> anyhow::Result<ExitCode> {
         Some(s) => px_of_ms(&params, s * 1000.0).div_ceil(scale) * scale,
         None => clip_px,
     };
-    let settings = SampleSettings {
-        sampler: a.sampling.scheduler,
-        steps: a.steps,
-        guidance: a.sampling.sd_guidance(),
-    };
+    let settings = a.sampling.resolve(&sd, a.steps);
+    let plan = a.tonic.plan(&sd, &a.prompt)?;
     let bar = Bar::new();
     let t0 = Instant::now();
     let text = sd.conditioning(
-        &a.prompt,
+        &plan.prompt,
         a.sampling.negative.as_deref(),
         settings.guidance,
         &bar,
@@ -211,10 +220,13 @@ pub fn generate(a: GenerateArgs) -> anyhow::Result<ExitCode> {
         let sidecar = json!({
             "kind": if long_form { "long-form" } else { "text-to-audio" },
             "prompt": a.prompt,
+            "model_prompt": plan.prompt,
+            "tonic_hz": plan.tonic_hz,
+            "transpose_ratio": plan.ratio,
             "negative_prompt": a.sampling.negative,
             "seed": a.sampling.seed,
             "batch_index": i,
-            "steps": a.steps,
+            "steps": settings.steps,
             "scheduler": settings.sampler.name(),
             "guidance": settings.guidance,
             "width_px": image.dim(3)?,
@@ -229,7 +241,7 @@ pub fn generate(a: GenerateArgs) -> anyhow::Result<ExitCode> {
         write_outputs(
             &a.output,
             &name,
-            image,
+            &spectrogram_of(image, &params, &plan)?,
             &params,
             a.sampling.seed,
             sidecar,
@@ -245,13 +257,19 @@ fn generate_musicgen(a: &GenerateArgs) -> anyhow::Result<ExitCode> {
         (a.init_latents.is_some(), "--init-latents"),
         (a.batch != 1, "--batch"),
         (a.model.variant.is_some(), "--variant"),
+        (a.tonic.tonic.is_some(), "--tonic"),
+        (a.steps.is_some(), "--steps"),
+        (a.sampling.scheduler.is_some(), "--scheduler"),
     ];
     if let Some((_, flag)) = diffusion_only.iter().find(|(given, _)| *given) {
         bail!("{flag} applies to --backend diffusion only");
     }
+    let Some(model) = &a.model.model else {
+        bail!("--backend musicgen needs --model (a MusicGen checkpoint folder)");
+    };
     musicgen::generate(musicgen::Request {
         prompt: &a.prompt,
-        model: &a.model.model,
+        model,
         device: &a.model.device,
         dtype: &a.model.dtype,
         guidance: a.sampling.guidance,
@@ -297,8 +315,15 @@ pub fn audio_to_audio(a: AudioToAudioArgs) -> anyhow::Result<ExitCode> {
     let clip_px = sd.clip_px(&params);
     let audio = read_audio_as(&a.input, params.sample_rate_hz, ChannelLayout::Mono)
         .with_context(|| format!("reading {}", a.input.display()))?;
+    let plan = a.tonic.plan(&sd, &a.prompt)?;
     let converter = SpectrogramConverter::new(params.clone())?;
     let (spec, _max) = converter.image_from_audio(&audio)?;
+    // to the model's tonic; the result goes back by `plan`
+    let spec = TonicPlan {
+        ratio: 1.0 / plan.ratio,
+        ..plan.clone()
+    }
+    .apply(spec, &params)?;
     let width = spec.width;
     // pad to whole latent cells and at least one clip, with silence (white)
     let padded_w = width.max(clip_px).div_ceil(scale) * scale;
@@ -317,18 +342,14 @@ pub fn audio_to_audio(a: AudioToAudioArgs) -> anyhow::Result<ExitCode> {
         Some(p) => Some(read_mask(p, spec.height, width, padded_w, &device)?),
         None => None,
     };
-    let settings = SampleSettings {
-        sampler: a.sampling.scheduler,
-        steps: a.steps,
-        guidance: a.sampling.sd_guidance(),
-    };
+    let settings = a.sampling.resolve(&sd, a.steps);
     let tiling = Tiling {
         clip_px,
         overlap_px: (px_of_ms(&params, a.overlap_ms as f64) / scale) * scale,
     };
     let bar = Bar::new();
     let text = sd.conditioning(
-        &a.prompt,
+        &plan.prompt,
         a.sampling.negative.as_deref(),
         settings.guidance,
         &bar,
@@ -362,10 +383,13 @@ pub fn audio_to_audio(a: AudioToAudioArgs) -> anyhow::Result<ExitCode> {
         "input": a.input.display().to_string(),
         "mask": a.mask.as_ref().map(|p| p.display().to_string()),
         "prompt": a.prompt,
+        "model_prompt": plan.prompt,
+        "tonic_hz": plan.tonic_hz,
+        "transpose_ratio": plan.ratio,
         "negative_prompt": a.sampling.negative,
         "seed": a.sampling.seed,
         "strength": a.strength,
-        "steps": a.steps,
+        "steps": settings.steps,
         "scheduler": settings.sampler.name(),
         "guidance": settings.guidance,
         "width_px": width,
@@ -379,7 +403,7 @@ pub fn audio_to_audio(a: AudioToAudioArgs) -> anyhow::Result<ExitCode> {
     write_outputs(
         &a.output,
         &name,
-        &out,
+        &spectrogram_of(&out, &params, &plan)?,
         &params,
         a.sampling.seed,
         sidecar,
@@ -443,15 +467,30 @@ pub fn interpolate(a: InterpolateArgs) -> anyhow::Result<ExitCode> {
     let shape = sd.latent_shape(1, clip_px, h)?;
     let device = sd.unet.device().clone();
     let bar = Bar::new();
-    let t_a = sd.conditioning(&p0, a.negative.as_deref(), a.guidance, &bar)?;
-    let t_b = sd.conditioning(&p1, a.negative.as_deref(), a.guidance, &bar)?;
+    let settings = sd.defaults.settings(
+        a.scheduler,
+        a.inference_steps,
+        a.guidance,
+        RIFFUSION_SETTINGS,
+    );
+    // both ends at one tonic: the flag's, else the start prompt's shruti
+    let plan_a = a.tonic.plan(&sd, &p0)?;
+    let plan_b = plan_tonic(&sd.defaults, &p1, plan_a.tonic_hz)?;
+    let plan = plan_a.clone();
+    let t_a = sd.conditioning(
+        &plan_a.prompt,
+        a.negative.as_deref(),
+        settings.guidance,
+        &bar,
+    )?;
+    let t_b = sd.conditioning(
+        &plan_b.prompt,
+        a.negative.as_deref(),
+        settings.guidance,
+        &bar,
+    )?;
     let n_a = SeededNoise::new(s0).noise(&shape, &device)?;
     let n_b = SeededNoise::new(s1).noise(&shape, &device)?;
-    let settings = SampleSettings {
-        sampler: a.scheduler,
-        steps: a.inference_steps,
-        guidance: a.guidance,
-    };
     let base = a
         .output
         .name
@@ -473,10 +512,12 @@ pub fn interpolate(a: InterpolateArgs) -> anyhow::Result<ExitCode> {
             "to": {"prompt": p1, "seed": s1},
             "alpha": alpha,
             "index": k,
+            "tonic_hz": plan.tonic_hz,
+            "transpose_ratio": plan.ratio,
             "negative_prompt": a.negative,
-            "steps": a.inference_steps,
+            "steps": settings.steps,
             "scheduler": settings.sampler.name(),
-            "guidance": a.guidance,
+            "guidance": settings.guidance,
             "width_px": clip_px,
             "height_px": h,
             "model": model,
@@ -486,7 +527,7 @@ pub fn interpolate(a: InterpolateArgs) -> anyhow::Result<ExitCode> {
         write_outputs(
             &a.output,
             &format!("{base}-{k:02}"),
-            &image,
+            &spectrogram_of(&image, &params, &plan)?,
             &params,
             s0,
             sidecar,
@@ -507,9 +548,11 @@ pub fn interpolate(a: InterpolateArgs) -> anyhow::Result<ExitCode> {
         "to": {"prompt": p1, "seed": s1},
         "clips": a.steps,
         "overlap_ms": a.overlap_ms,
-        "steps": a.inference_steps,
+        "tonic_hz": plan.tonic_hz,
+        "transpose_ratio": plan.ratio,
+        "steps": settings.steps,
         "scheduler": settings.sampler.name(),
-        "guidance": a.guidance,
+        "guidance": settings.guidance,
         "width_px": total,
         "height_px": h,
         "model": model,
@@ -519,7 +562,7 @@ pub fn interpolate(a: InterpolateArgs) -> anyhow::Result<ExitCode> {
     write_outputs(
         &a.output,
         &format!("{base}-joined"),
-        &joined,
+        &spectrogram_of(&joined, &params, &plan)?,
         &params,
         s0,
         sidecar,

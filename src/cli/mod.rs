@@ -5,6 +5,7 @@ mod bench;
 mod codec;
 mod compare;
 mod corpus;
+mod export;
 mod generate;
 mod musicgen;
 mod progress_bar;
@@ -84,6 +85,10 @@ enum Command {
     /// Train the latent raga classifier of the auxiliary loss on the VAE
     /// latents of a captioned dataset with raga labels.
     TrainLatentClassifier(train_parts::TrainLatentClassifierArgs),
+    /// Write a pipeline folder from a training run's checkpoint (EMA
+    /// weights, f32 or f16), optionally with the model's recommended
+    /// settings and canonical tonic; works while the run goes on.
+    ExportCheckpoint(export::ExportCheckpointArgs),
     /// Compare generators (diffusion checkpoints, MusicGen, reference
     /// clips) over prompts and seeds: raga adherence, both classifiers,
     /// Frechet distances, speed and memory, as CSV, JSON and an offline
@@ -149,6 +154,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::TrainVae(a) => train_parts::train_vae(a),
         Command::TrainTextEncoder(a) => text_encoder::train_text_encoder(a),
         Command::TrainLatentClassifier(a) => train_parts::train_latent_classifier(a),
+        Command::ExportCheckpoint(a) => export::export_checkpoint_cmd(a),
         Command::Compare(a) => compare::compare(a),
     }
 }

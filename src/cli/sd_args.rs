@@ -8,12 +8,14 @@ use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
 use clap::Args;
 use ragafusion::audio::{write_wav, WavFormat};
+use ragafusion::diffusion::defaults::{default_model_dir, plan_tonic, TonicPlan};
 use ragafusion::diffusion::pipeline::images_to_rgb;
-use ragafusion::diffusion::{LoadOptions, SamplerKind, StableDiffusion};
+use ragafusion::diffusion::{LoadOptions, SampleSettings, SamplerKind, StableDiffusion};
 use ragafusion::fsutil::write_json_atomic;
 use ragafusion::spectrogram::image::DEFAULT_MAX_VALUE;
 use ragafusion::spectrogram::{
-    write_png, InversionSettings, LoadedImage, Quality, SpectrogramConverter, SpectrogramParams,
+    write_png, InversionSettings, LoadedImage, Quality, SpectrogramConverter, SpectrogramImage,
+    SpectrogramParams,
 };
 use serde_json::json;
 
@@ -25,9 +27,10 @@ pub struct ModelArgs {
     /// Checkpoint folder: diffusers layout (model_index.json, unet/, vae/,
     /// text_encoder/, tokenizer/, scheduler/), or with `--backend musicgen`
     /// transformers' MusicGen layout (config.json, model.safetensors,
-    /// tokenizer.json).
+    /// tokenizer.json). Default: $RAGAFUSION_MODEL, else the shipped
+    /// checkpoints/ragafusion-carnatic-v1.
     #[arg(long)]
-    pub(super) model: PathBuf,
+    pub(super) model: Option<PathBuf>,
     /// `cpu`, or `cuda` / `cuda:N` (a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub(super) device: String,
@@ -46,7 +49,16 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
+    /// The folder named, else the default model's.
+    pub(super) fn dir(&self) -> anyhow::Result<PathBuf> {
+        match &self.model {
+            Some(m) => Ok(m.clone()),
+            None => Ok(default_model_dir()?),
+        }
+    }
+
     pub(super) fn load(&self) -> anyhow::Result<(StableDiffusion, f64)> {
+        let dir = self.dir()?;
         let (device, dtype) = parse_device_dtype(&self.device, &self.dtype)?;
         let t0 = Instant::now();
         let opts = LoadOptions {
@@ -55,8 +67,8 @@ impl ModelArgs {
             device,
             variant: self.variant.clone(),
         };
-        let mut sd = StableDiffusion::load(&self.model, &opts)
-            .with_context(|| format!("loading the checkpoint {}", self.model.display()))?;
+        let mut sd = StableDiffusion::load(&dir, &opts)
+            .with_context(|| format!("loading the checkpoint {}", dir.display()))?;
         if self.attention_slice.is_some() {
             sd.unet.set_attention_slice(self.attention_slice);
         }
@@ -77,11 +89,12 @@ pub(super) fn parse_scheduler(s: &str) -> Result<SamplerKind, String> {
 /// Sampler settings shared by the verbs.
 #[derive(Debug, Args)]
 pub struct SamplingArgs {
-    /// Sampler: ddim, pndm (riffusion's default), euler-a or dpmpp-2m.
-    #[arg(long, default_value = "pndm", value_parser = parse_scheduler)]
-    pub(super) scheduler: SamplerKind,
-    /// Classifier-free guidance scale, 1 disables guidance (default 7; 3
-    /// with `--backend musicgen`).
+    /// Sampler: ddim, pndm, euler-a or dpmpp-2m (default: the model's
+    /// ragafusion.json, else pndm, riffusion's).
+    #[arg(long, value_parser = parse_scheduler)]
+    pub(super) scheduler: Option<SamplerKind>,
+    /// Classifier-free guidance scale, 1 disables guidance (default: the
+    /// model's, else 7; 3 with `--backend musicgen`).
     #[arg(long)]
     pub(super) guidance: Option<f64>,
     /// Negative prompt (what to steer away from); default the empty prompt.
@@ -92,11 +105,53 @@ pub struct SamplingArgs {
     pub(super) seed: u64,
 }
 
+/// Riffusion's sampler settings, for models without their own.
+pub(super) const RIFFUSION_SETTINGS: SampleSettings = SampleSettings {
+    sampler: SamplerKind::Pndm,
+    steps: 50,
+    guidance: 7.0,
+};
+
 impl SamplingArgs {
-    /// The guidance scale for Stable Diffusion (riffusion's default 7).
-    pub(super) fn sd_guidance(&self) -> f64 {
-        self.guidance.unwrap_or(7.0)
+    /// The settings of a run: flags, else the model's, else riffusion's.
+    pub(super) fn resolve(&self, sd: &StableDiffusion, steps: Option<usize>) -> SampleSettings {
+        sd.defaults
+            .settings(self.scheduler, steps, self.guidance, RIFFUSION_SETTINGS)
     }
+}
+
+/// The tonic a run is asked for.
+#[derive(Debug, Args)]
+pub struct TonicArgs {
+    /// Tonic (shruti): a note in C3-B3 (`D`, `C#`), Hz (`146.8`) or kattai
+    /// (`2 kattai`). Default: a "shruti ..." phrase in the caption, else
+    /// the model's canonical tonic. Needs a model with one
+    /// (`canonical_tonic_hz` in ragafusion.json), which plays it by
+    /// transposing its spectrogram.
+    #[arg(long, value_parser = parse_tonic_flag)]
+    pub(super) tonic: Option<f64>,
+}
+
+fn parse_tonic_flag(s: &str) -> Result<f64, String> {
+    ragafusion::captions::shruti::parse_tonic(s).map_err(|e| e.to_string())
+}
+
+impl TonicArgs {
+    /// The caption for the model and the transposition for `prompt`.
+    pub(super) fn plan(&self, sd: &StableDiffusion, prompt: &str) -> anyhow::Result<TonicPlan> {
+        Ok(plan_tonic(&sd.defaults, prompt, self.tonic)?)
+    }
+}
+
+/// The first image of a decoded batch as a spectrogram, at the tonic
+/// asked for.
+pub(super) fn spectrogram_of(
+    image: &Tensor,
+    params: &SpectrogramParams,
+    plan: &TonicPlan,
+) -> anyhow::Result<SpectrogramImage> {
+    let rgb = images_to_rgb(image)?.remove(0);
+    Ok(plan.apply(rgb, params)?)
 }
 
 /// Output settings shared by the verbs.
@@ -136,11 +191,11 @@ pub(super) fn slug(text: &str) -> String {
 
 pub(super) use ragafusion::diffusion::checkpoint::px_of_ms;
 
-/// Writes `name`.png (decoded image + EXIF), `name`.wav and `name`.json.
+/// Writes `name`.png (the spectrogram + EXIF), `name`.wav and `name`.json.
 pub(super) fn write_outputs(
     output: &OutputArgs,
     name: &str,
-    image: &Tensor,
+    rgb: &SpectrogramImage,
     params: &SpectrogramParams,
     seed: u64,
     mut sidecar: serde_json::Value,
@@ -148,9 +203,8 @@ pub(super) fn write_outputs(
 ) -> anyhow::Result<PathBuf> {
     let (out, quality) = (output.out.as_path(), output.quality);
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let rgb = images_to_rgb(image)?.remove(0);
     let png = out.join(format!("{name}.png"));
-    write_png(&png, &rgb, params, DEFAULT_MAX_VALUE)?;
+    write_png(&png, rgb, params, DEFAULT_MAX_VALUE)?;
     let t0 = Instant::now();
     let converter = SpectrogramConverter::new(params.clone())?;
     let settings = InversionSettings {
@@ -159,7 +213,7 @@ pub(super) fn write_outputs(
         ..InversionSettings::default()
     };
     let loaded = LoadedImage {
-        image: rgb,
+        image: rgb.clone(),
         params: params.clone(),
         max_value: Some(DEFAULT_MAX_VALUE),
         has_exif: true,
@@ -182,7 +236,7 @@ pub(super) fn model_record(
     sd: &StableDiffusion,
 ) -> anyhow::Result<serde_json::Value> {
     Ok(json!({
-        "path": args.model.display().to_string(),
+        "path": sd.dir.display().to_string(),
         "content_hash": sd.content_hash()?,
         "device": args.device,
         "dtype": args.dtype,

@@ -52,8 +52,10 @@ pub struct TrainTextEncoderArgs {
     /// Attention heads.
     #[arg(long, default_value_t = 4)]
     heads: usize,
-    /// Context length in tokens.
-    #[arg(long, default_value_t = 77)]
+    /// Context length in tokens (CLIP's is 77; captions are short, and
+    /// attention costs grow with the square of it). Longer captions are
+    /// cut with a warning at generation time.
+    #[arg(long, default_value_t = 32)]
     context: usize,
     /// Largest tokenizer vocabulary (the 256 byte characters twice and the
     /// two special tokens included).
@@ -63,10 +65,10 @@ pub struct TrainTextEncoderArgs {
     #[arg(long, default_value_t = 30000)]
     corpus_captions: usize,
     /// Optimiser steps.
-    #[arg(long, default_value_t = 1500)]
+    #[arg(long, default_value_t = 800)]
     steps: usize,
     /// Captions per step.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 48)]
     batch_size: usize,
     /// Peak learning rate (cosine decay).
     #[arg(long, default_value_t = 2e-3)]

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use candle_core::DType;
 use clap::Args;
+use ragafusion::diffusion::pipeline::images_to_rgb;
 use ragafusion::diffusion::{
     LoadOptions, SampleSettings, SamplerKind, SeededNoise, StableDiffusion,
 };
@@ -402,7 +403,7 @@ fn validation(
             write_outputs(
                 &output,
                 &name,
-                &image,
+                &images_to_rgb(&image)?.remove(0),
                 &params,
                 o.seed,
                 sidecar,

@@ -84,16 +84,18 @@ pub struct BackendSpec {
     pub name: String,
     /// `diffusion`, `musicgen` or `reference`.
     pub kind: String,
-    /// Checkpoint folder (diffusion, musicgen).
+    /// Checkpoint folder (musicgen; diffusion: default the shipped model,
+    /// `checkpoints/ragafusion-carnatic-v1`).
     pub model: Option<PathBuf>,
     /// Folder of labelled clips, WAV + JSON label as `synth` writes them
     /// (reference).
     pub clips: Option<PathBuf>,
-    /// Denoising steps (diffusion; default 25).
+    /// Denoising steps (diffusion; default the model's `ragafusion.json`,
+    /// else 25).
     pub steps: Option<usize>,
-    /// Guidance scale (diffusion default 7, musicgen 3).
+    /// Guidance scale (diffusion: default the model's, else 7; musicgen 3).
     pub guidance: Option<f64>,
-    /// Sampler (diffusion; default pndm).
+    /// Sampler (diffusion; default the model's, else pndm).
     pub scheduler: Option<String>,
     /// Negative prompt (diffusion).
     pub negative: Option<String>,
@@ -343,11 +345,11 @@ pub fn resolve(
                     "a reference backend needs `clips`",
                 ))
             }
-            BackendKind::Diffusion | BackendKind::Musicgen if b.model.is_none() => {
+            BackendKind::Musicgen if b.model.is_none() => {
                 return Err(bad(
                     file,
                     &field("model"),
-                    "a generating backend needs `model`",
+                    "a musicgen backend needs `model`",
                 ))
             }
             _ => {}
@@ -554,6 +556,10 @@ raga = "Kalyani"
                 "backend[1].name",
             ),
             (GOOD.replace("clips = \"{out}/ref\"", ""), "clips"),
+            (
+                GOOD.replace("model = \"models/mg\"", ""),
+                "backend[1] (`mg`).model",
+            ),
             (GOOD.replace("seeds = [1, 2]", "seeds = []"), "seeds"),
             (
                 GOOD.replace("segment = \"alapana\"", "segment = \"solo\""),
@@ -586,5 +592,15 @@ raga = "Kalyani"
             r.experiment.classifiers.knn.as_deref(),
             Some(Path::new("/out/knn"))
         );
+    }
+
+    #[test]
+    fn a_diffusion_backend_may_leave_the_model_to_the_default() {
+        let text = GOOD.replace(
+            "kind = \"musicgen\"\nmodel = \"models/mg\"",
+            "kind = \"diffusion\"",
+        );
+        let r = load(&text).unwrap();
+        assert_eq!(r.backends()[1].model, None);
     }
 }

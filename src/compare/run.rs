@@ -18,6 +18,7 @@ use crate::audio::{read_audio, write_wav, Audio, WavFormat};
 use crate::backend::{device_and_dtype, DiffusionGenerator, Generator, MusicgenGenerator, Request};
 use crate::captions::{stable_hash, Vocabulary};
 use crate::diffusion::bench::{peak_rss_mib, reset_peak_rss};
+use crate::diffusion::defaults::default_model_dir;
 use crate::diffusion::{LoadOptions, SampleSettings, SamplerKind, StableDiffusion};
 use crate::error::{Error, Result};
 use crate::fsutil::write_json_atomic;
@@ -84,28 +85,41 @@ pub struct BackendRun {
 
 /// Loads the generator of a backend.
 pub fn load_generator(spec: &BackendSpec) -> Result<Box<dyn Generator>> {
-    let model = spec
-        .model
-        .as_deref()
-        .ok_or_else(|| Error::param("model", format!("backend `{}` has no model", spec.name)))?;
+    let named = || {
+        spec.model
+            .clone()
+            .ok_or_else(|| Error::param("model", format!("backend `{}` has no model", spec.name)))
+    };
     let (device, dtype) = device_and_dtype(
         spec.device.as_deref().unwrap_or("cpu"),
         spec.dtype.as_deref().unwrap_or("f32"),
     )?;
     match spec.kind()? {
         BackendKind::Diffusion => {
+            let model = match &spec.model {
+                Some(m) => m.clone(),
+                None => default_model_dir()?,
+            };
             let opts = LoadOptions {
                 dtype,
                 vae_dtype: candle_core::DType::F32,
                 device,
                 variant: None,
             };
-            let sd = StableDiffusion::load(model, &opts)?;
-            let sampling = SampleSettings {
-                sampler: SamplerKind::parse(spec.scheduler.as_deref().unwrap_or("pndm"))?,
-                steps: spec.steps.unwrap_or(25),
-                guidance: spec.guidance.unwrap_or(7.0),
+            let sd = StableDiffusion::load(&model, &opts)?;
+            let sampler = spec
+                .scheduler
+                .as_deref()
+                .map(SamplerKind::parse)
+                .transpose()?;
+            let fallback = SampleSettings {
+                sampler: SamplerKind::Pndm,
+                steps: 25,
+                guidance: 7.0,
             };
+            let sampling = sd
+                .defaults
+                .settings(sampler, spec.steps, spec.guidance, fallback);
             let mut g = DiffusionGenerator::new(sd, sampling)?;
             g.negative = spec.negative.clone();
             if let Some(q) = &spec.quality {
@@ -119,7 +133,7 @@ pub fn load_generator(spec: &BackendSpec) -> Result<Box<dyn Generator>> {
             Ok(Box::new(g))
         }
         BackendKind::Musicgen => {
-            let m = MusicGen::load(model, &device, dtype)?;
+            let m = MusicGen::load(&named()?, &device, dtype)?;
             let settings = GenerateSettings {
                 guidance: spec.guidance.unwrap_or(3.0),
                 sampling: Sampling {
@@ -278,6 +292,7 @@ pub fn run_experiment(
                 .model
                 .clone()
                 .or_else(|| spec.clips.clone())
+                .or_else(|| default_model_dir().ok())
                 .unwrap_or_default(),
             settings: spec_settings(spec),
             load_s: previous.as_ref().and_then(|p| p.load_s),
@@ -423,6 +438,7 @@ fn generated_clip(
             prompt: &prompt.text,
             seed,
             seconds,
+            tonic_hz: prompt.tonic_hz,
         },
         &inner,
     )?;

@@ -10,6 +10,7 @@ use candle_core::{DType, Device};
 
 use super::clip::ClipTextModel;
 use super::config::{read_json, ClipTextConfig, UnetConfig, VaeConfig};
+use super::defaults::{ModelDefaults, DEFAULTS_FILE};
 use super::schedulers::SchedulerConfig;
 use super::tokenizer::ClipTokenizer;
 use super::unet::Unet;
@@ -70,6 +71,8 @@ pub struct StableDiffusion {
     pub scheduler: SchedulerConfig,
     /// The weight files read, for hashing and reports.
     pub weight_files: Vec<PathBuf>,
+    /// The folder's own usage settings (`ragafusion.json`), if any.
+    pub defaults: ModelDefaults,
 }
 
 fn require(file: &Path, what: &str) -> Result<()> {
@@ -202,6 +205,7 @@ impl StableDiffusion {
         )?;
         let _: serde_json::Value = read_json(&index)?;
 
+        let defaults = ModelDefaults::read(dir)?;
         let scheduler_file = dir.join("scheduler").join("scheduler_config.json");
         require(&scheduler_file, "the scheduler config")?;
         let scheduler: SchedulerConfig = read_json(&scheduler_file)?;
@@ -271,6 +275,7 @@ impl StableDiffusion {
             vae,
             scheduler,
             weight_files: vec![te_file, unet_file, vae_file],
+            defaults,
         })
     }
 
@@ -284,6 +289,10 @@ impl StableDiffusion {
             self.dir.join("text_encoder").join("config.json"),
         ];
         files.extend(self.weight_files.iter().cloned());
+        let defaults = self.dir.join(DEFAULTS_FILE);
+        if defaults.is_file() {
+            files.push(defaults);
+        }
         crate::fsutil::content_hash(&files)
     }
 }

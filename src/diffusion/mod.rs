@@ -14,6 +14,7 @@
 //! tokenizer.rs    the CLIP BPE tokenizer
 //! schedulers/     DDIM, PNDM, Euler ancestral, DPM-Solver++ (2M), noise
 //! checkpoint.rs   the diffusers folder -> StableDiffusion
+//! defaults.rs     ragafusion.json (canonical tonic, sampler), the default model
 //! pipeline.rs     txt2img, img2img, masks, interpolation
 //! longform.rs     wide spectrograms: long-form generation, audio-to-audio
 //! ```
@@ -25,6 +26,7 @@ pub mod checkpoint;
 pub mod clip;
 pub mod config;
 pub mod conv_cpu;
+pub mod defaults;
 pub mod layers;
 pub mod longform;
 pub mod pipeline;

@@ -6,15 +6,19 @@
 //! (PEFT names with the `unet.` prefix, as diffusers' `load_lora_weights`
 //! reads them; the scale `alpha / rank` folded into `lora_B`) with
 //! `lora_config.json` (alpha = rank after folding). The folder is
-//! assembled under a temporary name and renamed into place.
+//! assembled under a temporary name and renamed into place. A run's
+//! checkpoint can be exported the same way, while the run goes on.
 
 use std::path::{Path, PathBuf};
 
-use candle_core::Tensor;
+use candle_core::{DType, Device, Tensor};
 
 use super::trainer::Trainer;
-use crate::diffusion::config::UnetConfig;
-use crate::diffusion::weights::write_safetensors;
+use crate::diffusion::checkpoint::find_weights;
+use crate::diffusion::config::{read_json, ClipTextConfig, UnetConfig, VaeConfig};
+use crate::diffusion::defaults::DEFAULTS_FILE;
+use crate::diffusion::unet::Unet;
+use crate::diffusion::weights::{tensor_err, write_safetensors, WeightStore};
 use crate::error::{Error, Result};
 use crate::fsutil::io_at as io;
 use crate::fsutil::{write_bytes_atomic, write_json_atomic};
@@ -68,8 +72,10 @@ pub fn assemble_pipeline(
     for rel in ["model_index.json", "scheduler/scheduler_config.json"] {
         copy_file(&base.join(rel), &tmp.join(rel))?;
     }
-    if base.join(SPECTROGRAM_FILE).is_file() {
-        copy_file(&base.join(SPECTROGRAM_FILE), &tmp.join(SPECTROGRAM_FILE))?;
+    for own in [SPECTROGRAM_FILE, DEFAULTS_FILE] {
+        if base.join(own).is_file() {
+            copy_file(&base.join(own), &tmp.join(own))?;
+        }
     }
     let tok = base.join("tokenizer");
     for entry in std::fs::read_dir(&tok).map_err(io(&tok))? {
@@ -162,4 +168,90 @@ pub fn export_diffusers(
         },
     )?;
     Ok(count)
+}
+
+/// Writes the pipeline folder `out` from checkpoint `step` (default the
+/// newest) of the full-UNet training run in `run`: the run's base
+/// pipeline (from its `train_config.toml`) with the checkpoint's UNet, EMA
+/// weights when `use_ema` and the run averaged, stored as `dtype`. The
+/// tensors are checked against the UNet config before anything is
+/// written. Returns the step exported. A run can be exported while it
+/// trains: checkpoints are complete or absent.
+pub fn export_checkpoint(
+    run: &Path,
+    step: Option<u64>,
+    out: &Path,
+    use_ema: bool,
+    dtype: DType,
+) -> Result<u64> {
+    let options_file = run.join("train_config.toml");
+    let o = super::options::TrainOptions::from_toml(&options_file)?;
+    if o.lora.is_some() {
+        return Err(Error::invalid_data(
+            &options_file,
+            "`lora`: a LoRA run's adapters are exported by `train` itself (OUT/final)",
+        ));
+    }
+    let base = o.model.clone().ok_or_else(|| {
+        Error::invalid_data(&options_file, "`model`: the run names no base pipeline")
+    })?;
+    let checkpoints = super::checkpoint::list_checkpoints(run)?;
+    let (step, dir) = match step {
+        Some(s) => checkpoints
+            .into_iter()
+            .find(|(n, _)| *n == s)
+            .ok_or_else(|| {
+                Error::param(
+                    "checkpoint",
+                    format!("{}: no checkpoint of step {s}", run.display()),
+                )
+            })?,
+        None => checkpoints.into_iter().last().ok_or_else(|| {
+            Error::param(
+                "checkpoint",
+                format!("{}: no checkpoints yet", run.display()),
+            )
+        })?,
+    };
+    let config = match &o.config {
+        Some(name) => {
+            let text: ClipTextConfig = read_json(&base.join("text_encoder/config.json"))?;
+            let vae: VaeConfig = read_json(&base.join("vae/config.json"))?;
+            super::setup::named_config(name, text.hidden_size, vae.latent_channels)?
+        }
+        None => read_json(&base.join("unet/config.json"))?,
+    };
+    let ema = dir.join("ema.safetensors");
+    let file = if use_ema && ema.is_file() {
+        ema
+    } else {
+        dir.join("trainable.safetensors")
+    };
+    let cpu = Device::Cpu;
+    let store = WeightStore::open(&file, &cpu)?;
+    Unet::new(&store.var_builder(DType::F32, &cpu), &config).map_err(tensor_err(&file))?;
+    store.check_all_used()?;
+    let mut tensors: Vec<(String, Tensor)> = store.to_map().into_iter().collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    for (_, t) in tensors.iter_mut() {
+        *t = t
+            .to_dtype(dtype)
+            .map_err(crate::diffusion::terr("export dtype"))?;
+    }
+    let weights = vec![
+        find_weights(
+            &base.join("text_encoder"),
+            &["model", "pytorch_model"],
+            None,
+        )?,
+        find_weights(&base.join("vae"), &["diffusion_pytorch_model"], None)?,
+    ];
+    assemble_pipeline(&base, &weights, out, "unet", |tmp| {
+        write_bytes_atomic(&tmp.join("unet/config.json"), &unet_config_json(&config)?)?;
+        write_safetensors(
+            &tmp.join("unet/diffusion_pytorch_model.safetensors"),
+            &tensors,
+        )
+    })?;
+    Ok(step)
 }

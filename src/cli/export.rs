@@ -1,0 +1,79 @@
+//! `export-checkpoint`: a pipeline folder from a training run's checkpoint,
+//! optionally in f16 and with the model's usage settings (ragafusion.json).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use candle_core::DType;
+use clap::Args;
+use ragafusion::diffusion::defaults::ModelDefaults;
+use ragafusion::diffusion::SamplerKind;
+use ragafusion::train::export::export_checkpoint;
+
+use super::sd_args::parse_scheduler;
+
+/// Arguments of `export-checkpoint`.
+#[derive(Debug, Args)]
+pub struct ExportCheckpointArgs {
+    /// Run folder of `train` (full UNet training): train_config.toml and
+    /// checkpoints/.
+    #[arg(long)]
+    run: PathBuf,
+    /// Checkpoint step to export (default the newest).
+    #[arg(long)]
+    step: Option<u64>,
+    /// Pipeline folder to write (replaced if it exists; the run's base
+    /// pipeline with the checkpoint's UNet).
+    #[arg(long)]
+    out: PathBuf,
+    /// Export the raw weights, not the EMA average.
+    #[arg(long)]
+    no_ema: bool,
+    /// Storage type of the UNet weights: f32 or f16 (half the size; the
+    /// CPU computes in f32 either way).
+    #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]
+    dtype: String,
+    /// Record the tonic of the training audio, Hz, in ragafusion.json:
+    /// `generate --tonic` and "shruti ..." in captions then transpose.
+    #[arg(long)]
+    canonical_tonic_hz: Option<f64>,
+    /// Record a recommended sampler in ragafusion.json.
+    #[arg(long, value_parser = parse_scheduler)]
+    scheduler: Option<SamplerKind>,
+    /// Record recommended denoising steps in ragafusion.json.
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Record a recommended guidance scale in ragafusion.json.
+    #[arg(long)]
+    guidance: Option<f64>,
+}
+
+/// Runs `export-checkpoint`.
+pub fn export_checkpoint_cmd(a: ExportCheckpointArgs) -> anyhow::Result<ExitCode> {
+    let dtype = if a.dtype == "f16" {
+        DType::F16
+    } else {
+        DType::F32
+    };
+    let step = export_checkpoint(&a.run, a.step, &a.out, !a.no_ema, dtype)
+        .with_context(|| format!("exporting a checkpoint of {}", a.run.display()))?;
+    let given = a.canonical_tonic_hz.is_some()
+        || a.scheduler.is_some()
+        || a.steps.is_some()
+        || a.guidance.is_some();
+    if given {
+        // over the base pipeline's settings (copied with it)
+        let mut d = ModelDefaults::read(&a.out)?;
+        d.canonical_tonic_hz = a.canonical_tonic_hz.or(d.canonical_tonic_hz);
+        d.scheduler = a.scheduler.map(|s| s.name().to_string()).or(d.scheduler);
+        d.steps = a.steps.or(d.steps);
+        d.guidance = a.guidance.or(d.guidance);
+        d.write(&a.out)?;
+        // read back: the same checks as at load time
+        ModelDefaults::read(&a.out)?;
+    }
+    eprintln!("exported step {step}");
+    println!("{}", a.out.display());
+    Ok(ExitCode::SUCCESS)
+}
