@@ -24,6 +24,7 @@ fn spec(raga: &str, timbre: Timbre, seed: u64, tonic: f64, i: usize) -> SynthSpe
             SynthSegment::Kalpanaswaram,
         ][i % 4],
         percussion: i % 3 == 0,
+        stroke_kit: None,
         drone: true,
         duration_s: 5.12,
         sample_rate_hz: 44100,

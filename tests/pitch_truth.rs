@@ -35,6 +35,7 @@ fn pyin_matches_rendered_ground_truth() {
                     SynthSegment::Kriti
                 },
                 percussion: false,
+                stroke_kit: None,
                 drone: false,
                 duration_s: 5.12,
                 sample_rate_hz: 44100,

@@ -129,6 +129,7 @@ fn every_raga_renders_in_tune() {
                     SynthSegment::Kriti
                 },
                 percussion: false,
+                stroke_kit: None,
                 drone: true,
                 duration_s: 5.12,
                 sample_rate_hz: 44100,
@@ -164,6 +165,7 @@ fn a_wrong_raga_fails_the_same_check() {
         timbre: Timbre::Voice,
         segment: SynthSegment::Alapana,
         percussion: false,
+        stroke_kit: None,
         drone: false,
         duration_s: 5.12,
         sample_rate_hz: 44100,
@@ -223,6 +225,7 @@ fn percussion_onsets_fall_on_the_beat_grid() {
             timbre: Timbre::Violin,
             segment: SynthSegment::Kriti,
             percussion: true,
+            stroke_kit: None,
             drone: true,
             duration_s: 5.12,
             sample_rate_hz: 44100,

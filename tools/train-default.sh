@@ -11,12 +11,19 @@
 #          (22.05 kHz, 40-4000 Hz, 10 ms hop) with captions
 #   vae    a fresh `tiny` autoencoder on those spectrograms
 #   text   the tokenizer and CLIP text encoder (train-text-encoder), and the
-#          pipeline with a fresh `compact` UNet
+#          pipeline with a fresh UNet of UNET_CONFIG
 #   unet   the UNet, from scratch, on the captioned spectrograms
+#   export WORK/model: the newest checkpoint's EMA UNet in f16 with the
+#          pipeline, the canonical tonic and the sampler settings in
+#          ragafusion.json (checkpoints/ragafusion-carnatic-v1 is this
+#          folder plus its model card). It can run while the unet stage
+#          is still training, from another shell: STAGE=export.
 #
-# Environment: CLIPS (per raga, 160), VAE_STEPS (600), TEXT_STEPS (800),
-# UNET_STEPS (20000), BATCH (16), DEVICE (cpu), RF (the ragafusion binary;
-# built with `cargo build --release` when unset).
+# Environment: CLIPS (per raga, 160), VAE_STEPS (350), TEXT_STEPS (800),
+# UNET_CONFIG (compact), UNET_STEPS (6000), BATCH (16), GUIDANCE (7),
+# DEVICE (cpu), RF
+# (the ragafusion binary; built with `cargo build --release` when unset).
+# tools/train-default-gpu.sh sets them for a larger model on a GPU.
 #
 # The tests' tiny pipeline (tests/data/sd-tiny) is only the scaffold the VAE
 # stage starts from: its tokenizer, text encoder and UNet are all replaced
@@ -26,9 +33,11 @@ set -eu
 cd "$(dirname "$0")/.."
 WORK=${1:-runs/default}
 CLIPS=${CLIPS:-160}
-VAE_STEPS=${VAE_STEPS:-600}
+VAE_STEPS=${VAE_STEPS:-350}
 TEXT_STEPS=${TEXT_STEPS:-800}
-UNET_STEPS=${UNET_STEPS:-20000}
+UNET_CONFIG=${UNET_CONFIG:-compact}
+UNET_STEPS=${UNET_STEPS:-6000}
+GUIDANCE=${GUIDANCE:-7}
 BATCH=${BATCH:-16}
 DEVICE=${DEVICE:-cpu}
 if [ -z "${RF:-}" ]; then
@@ -41,6 +50,15 @@ Madhyamavati Bhairavi Anandabhairavi Kambhoji Begada Saveri Sri Kedaragowla Bila
 Natakurinji"
 mkdir -p "$WORK"
 stamp() { echo "[$(date -u +%H:%M:%S)] $*"; }
+
+export_model() {
+    "$RF" export-checkpoint --run "$WORK/unet" --out "$WORK/model" --dtype f16 \
+        --canonical-tonic-hz 146.83 --scheduler dpmpp-2m --steps 20 --guidance "$GUIDANCE"
+}
+if [ "${STAGE:-}" = export ]; then
+    export_model
+    exit 0
+fi
 
 # --- data -------------------------------------------------------------
 if [ ! -f "$WORK/img/metadata.jsonl" ]; then
@@ -66,7 +84,7 @@ fi
 if [ ! -f "$WORK/text/final/model_index.json" ]; then
     stamp "text: $TEXT_STEPS steps"
     "$RF" train-text-encoder --model "$WORK/vae/final" --out "$WORK/text" \
-        --unet-config compact --steps "$TEXT_STEPS" --context 32 --batch-size 48
+        --unet-config "$UNET_CONFIG" --steps "$TEXT_STEPS" --context 32 --batch-size 48
 fi
 
 # --- unet -------------------------------------------------------------
@@ -80,4 +98,6 @@ if [ ! -f "$WORK/unet/final/model_index.json" ]; then
         --snr-gamma 5 --caption-dropout 0.1 --ema-decay 0.999 --checkpoint-every 250 \
         --device "$DEVICE" $RESUME
 fi
-stamp "done: $WORK/unet/final"
+# --- export -----------------------------------------------------------
+export_model
+stamp "done: $WORK/model"

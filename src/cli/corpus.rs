@@ -8,7 +8,8 @@ use anyhow::Context;
 use clap::Args;
 use ragafusion::captions::Vocabulary;
 use ragafusion::corpus::prepare::{prepare as run_prepare, PrepareOptions};
-use ragafusion::corpus::synth::{SynthSegment, Timbre};
+use ragafusion::corpus::synth::stroke_kit::StrokeKit;
+use ragafusion::corpus::synth::{SynthSegment, Timbre, RENDER_RATE_HZ};
 use ragafusion::corpus::synth_set::{render_set, SynthOverrides};
 use ragafusion::spectrogram::{Preset, SpectrogramParams};
 
@@ -56,6 +57,12 @@ pub struct SynthArgs {
     /// No tanpura drone.
     #[arg(long)]
     no_drone: bool,
+    /// Play recorded strokes from this folder instead of the synthetic
+    /// ones: one sub-folder of audio files per stroke name (thom, tham,
+    /// bheem, dheem / nam, num, dhin / ta, tha, thi, cha, ki), e.g. the
+    /// CompMusic Mridangam Stroke dataset's train/ folder.
+    #[arg(long, value_name = "DIR")]
+    stroke_kit: Option<PathBuf>,
 }
 
 /// Runs `synth`.
@@ -80,6 +87,13 @@ pub fn synth(a: SynthArgs) -> anyhow::Result<ExitCode> {
             None
         },
         no_drone: a.no_drone,
+        stroke_kit: match &a.stroke_kit {
+            Some(dir) => Some(std::sync::Arc::new(
+                StrokeKit::load(dir, RENDER_RATE_HZ)
+                    .with_context(|| format!("--stroke-kit {}", dir.display()))?,
+            )),
+            None => None,
+        },
     };
     let bar = Bar::new();
     let report = render_set(

@@ -16,12 +16,13 @@ use crate::raga::cnn::CnnModel;
 use crate::raga::features::pcd;
 use crate::raga::knn::{track_features, ClipFeatures, KnnModel};
 use crate::raga::pitch_image::pitch_image;
+use crate::raga::rhythm::{rhythm_fit, GridFit, RhythmParams};
 use crate::raga::{estimate_tonic, pyin, PyinParams};
 use crate::spectrogram::{SpectrogramConverter, SpectrogramParams};
 
 /// Version of the measurements; stored analyses of another version are
 /// measured again.
-pub const ANALYSIS_VERSION: u32 = 1;
+pub const ANALYSIS_VERSION: u32 = 2;
 
 /// How many of a classifier's ranked ragas are kept per clip.
 pub const KEEP_RANKED: usize = 5;
@@ -54,6 +55,10 @@ pub struct ClipAnalysis {
     pub voiced_frames: usize,
     /// Spectral statistics.
     pub spectral: SpectralStats,
+    /// The best pulse grid of the clip's onsets (None with too few
+    /// onsets): whether its percussion keeps time.
+    #[serde(default)]
+    pub rhythm: Option<GridFit>,
 }
 
 /// The adherence measures, flattened for tables.
@@ -186,5 +191,6 @@ pub fn analyse_clip(
         tdms: features.tdms,
         voiced_frames: features.voiced_frames,
         spectral: spectral_stats(samples, rate)?,
+        rhythm: rhythm_fit(samples, rate, &RhythmParams::default()),
     })
 }

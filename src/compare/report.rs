@@ -330,12 +330,12 @@ fn spectral_table(backends: &[BackendSummary]) -> String {
     let mut h = String::from(
         "<table id=\"spectral\"><thead><tr><th class=\"l\">backend</th><th>centroid (Hz)</th>\
 <th>bandwidth (Hz)</th><th>roll-off (Hz)</th><th>flatness</th><th>RMS (dBFS)</th>\
-<th>voiced share</th></tr></thead><tbody>",
+<th>voiced share</th><th>onsets on a pulse grid, beyond random (clips)</th></tr></thead><tbody>",
     );
     for b in backends {
         let _ = write!(
             h,
-            "<tr><td class=\"l\">{}</td>{}{}{}{}{}{}</tr>",
+            "<tr><td class=\"l\">{}</td>{}{}{}{}{}{}{}</tr>",
             escape(&b.name),
             stat_cell(b.centroid_hz, 0),
             stat_cell(b.bandwidth_hz, 0),
@@ -343,6 +343,13 @@ fn spectral_table(backends: &[BackendSummary]) -> String {
             stat_cell(b.flatness, 4),
             stat_cell(b.rms_dbfs, 1),
             stat_cell(b.voiced_fraction, 2),
+            match b.onset_grid_excess {
+                Some(s) => format!(
+                    "<td>{:.2} &plusmn; {:.2} ({})</td>",
+                    s.mean, s.std, b.clips_with_onsets
+                ),
+                None => "<td>-</td>".into(),
+            },
         );
     }
     h.push_str("</tbody></table>");

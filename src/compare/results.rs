@@ -71,6 +71,12 @@ pub struct ClipRow {
     pub flatness: f64,
     /// RMS level, dBFS.
     pub rms_dbfs: f64,
+    /// Onsets found (0 when too few for a grid verdict).
+    pub onsets: usize,
+    /// Onsets on the best pulse grid beyond random onsets' fit.
+    pub onset_grid_excess: Option<f64>,
+    /// That grid's period, seconds.
+    pub pulse_period_s: Option<f64>,
     /// Length, seconds.
     pub duration_s: f64,
     /// Generation seconds.
@@ -130,6 +136,9 @@ impl ClipRow {
             rolloff_hz: a.spectral.rolloff_hz,
             flatness: a.spectral.flatness,
             rms_dbfs: a.spectral.rms_dbfs,
+            onsets: a.rhythm.map_or(0, |r| r.onsets),
+            onset_grid_excess: a.rhythm.map(|r| r.excess),
+            pulse_period_s: a.rhythm.map(|r| r.period_s),
             duration_s: r.duration_s,
             generate_s: r.generate_s,
             real_time_factor: r.real_time_factor,
@@ -222,6 +231,7 @@ pub fn summary_csv(backends: &[BackendSummary], file: &Path) -> Result<Vec<u8>> 
             ("tonic_drift_cents", b.tonic_drift_cents),
             ("voiced_fraction", b.voiced_fraction),
             ("centroid_hz", b.centroid_hz),
+            ("onset_grid_excess", b.onset_grid_excess),
             ("bandwidth_hz", b.bandwidth_hz),
             ("rolloff_hz", b.rolloff_hz),
             ("flatness", b.flatness),

@@ -84,6 +84,11 @@ pub struct BackendSummary {
     pub voiced_fraction: Option<Stat>,
     /// Spectral centroid, Hz.
     pub centroid_hz: Option<Stat>,
+    /// How much better the clips' onsets sit on a pulse grid than random
+    /// onsets would (clips with enough onsets; see `raga::rhythm`).
+    pub onset_grid_excess: Option<Stat>,
+    /// Clips with enough onsets for a grid verdict.
+    pub clips_with_onsets: usize,
     /// Spectral bandwidth, Hz.
     pub bandwidth_hz: Option<Stat>,
     /// 85% roll-off, Hz.
@@ -237,6 +242,11 @@ pub fn summarise(
             ),
             voiced_fraction: a(&|x| x.voiced_fraction),
             centroid_hz: a(&|x| x.spectral.centroid_hz),
+            onset_grid_excess: stat(
+                set.iter()
+                    .filter_map(|c| c.analysis().rhythm.map(|r| r.excess)),
+            ),
+            clips_with_onsets: set.iter().filter(|c| c.analysis().rhythm.is_some()).count(),
             bandwidth_hz: a(&|x| x.spectral.bandwidth_hz),
             rolloff_hz: a(&|x| x.spectral.rolloff_hz),
             flatness: a(&|x| x.spectral.flatness),
@@ -301,6 +311,7 @@ mod tests {
                 flatness: 0.1,
                 rms_dbfs: -20.0,
             },
+            rhythm: None,
         }
     }
 

@@ -31,6 +31,8 @@ pub struct SynthOverrides {
     pub percussion: Option<bool>,
     /// Leave out the drone.
     pub no_drone: bool,
+    /// Recorded strokes for the percussion.
+    pub stroke_kit: Option<std::sync::Arc<super::synth::stroke_kit::StrokeKit>>,
 }
 
 /// What a set render did.
@@ -98,6 +100,7 @@ pub fn clip_spec(
         spec.tempo_bpm = b;
     }
     spec.drone = !o.no_drone;
+    spec.stroke_kit = o.stroke_kit.clone();
     spec
 }
 

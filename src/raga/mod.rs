@@ -13,6 +13,7 @@ pub mod figure;
 pub mod knn;
 pub mod pitch;
 pub mod pitch_image;
+pub mod rhythm;
 pub mod tonic;
 
 pub use pitch::{pyin, PitchTrack, PyinParams};

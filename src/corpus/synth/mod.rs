@@ -9,6 +9,7 @@
 pub mod drone;
 pub mod melody;
 pub mod percussion;
+pub mod stroke_kit;
 pub mod timbre;
 
 use rand::{Rng, SeedableRng};
@@ -20,7 +21,8 @@ use crate::captions::{Raga, Tala, Vocabulary};
 use crate::error::{Error, Result};
 use drone::{render_drone, DroneTuning};
 use melody::{compose, contours, Gamaka, Rhythm};
-use percussion::{pattern, render_percussion, Onset};
+use percussion::{pattern, render_kit, render_percussion, Onset};
+use stroke_kit::StrokeKit;
 pub use timbre::{Timbre, TIMBRES};
 
 /// Segment types the renderer can imitate.
@@ -54,6 +56,9 @@ impl SynthSegment {
     }
 }
 
+/// The sample rate `synth` renders at, Hz.
+pub const RENDER_RATE_HZ: u32 = 44100;
+
 /// Everything that decides one rendered clip.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SynthSpec {
@@ -71,6 +76,9 @@ pub struct SynthSpec {
     pub segment: SynthSegment,
     /// Include percussion (metred segments only).
     pub percussion: bool,
+    /// Recorded strokes to play instead of the synthetic ones (its rate
+    /// must be the clip's).
+    pub stroke_kit: Option<std::sync::Arc<StrokeKit>>,
     /// Include the tanpura drone.
     pub drone: bool,
     /// Clip length in seconds.
@@ -103,9 +111,10 @@ impl SynthSpec {
             timbre: TIMBRES[rng.random_range(0..TIMBRES.len())],
             segment,
             percussion: segment.metred() && rng.random_bool(0.7),
+            stroke_kit: None,
             drone: true,
             duration_s,
-            sample_rate_hz: 44100,
+            sample_rate_hz: RENDER_RATE_HZ,
             seed,
         }
     }
@@ -151,6 +160,9 @@ pub struct SynthLabel {
     pub drone: Option<DroneTuning>,
     /// Percussion onsets (empty without percussion).
     pub percussion: Vec<Onset>,
+    /// The folder of the recorded strokes played, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stroke_kit: Option<String>,
     /// Seed.
     pub seed: u64,
     /// Sample rate, Hz.
@@ -202,6 +214,19 @@ fn check_spec(spec: &SynthSpec) -> Result<()> {
     }
     if spec.sample_rate_hz < 16000 {
         return Err(Error::param("sample_rate_hz", "below 16000 Hz"));
+    }
+    if let Some(kit) = &spec.stroke_kit {
+        if kit.rate_hz != spec.sample_rate_hz {
+            return Err(Error::param(
+                "stroke_kit",
+                format!(
+                    "{}: loaded at {} Hz, the clip renders at {} Hz",
+                    kit.dir.display(),
+                    kit.rate_hz,
+                    spec.sample_rate_hz
+                ),
+            ));
+        }
     }
     Ok(())
 }
@@ -266,10 +291,10 @@ pub fn render(vocab: &Vocabulary, spec: &SynthSpec) -> Result<Rendered> {
         ),
         _ => vec![],
     };
-    let mut percussion = if onsets.is_empty() {
-        vec![0.0; len]
-    } else {
-        render_percussion(&onsets, spec.tonic_hz, rate, len, &mut rng)
+    let mut percussion = match (&spec.stroke_kit, onsets.is_empty()) {
+        (_, true) => vec![0.0; len],
+        (Some(kit), false) => render_kit(&onsets, kit, len, &mut rng),
+        (None, false) => render_percussion(&onsets, spec.tonic_hz, rate, len, &mut rng),
     };
 
     // Balance: drone 14 dB and percussion 6 dB under the melody's RMS.
@@ -324,6 +349,11 @@ pub fn render(vocab: &Vocabulary, spec: &SynthSpec) -> Result<Rendered> {
         instrument: spec.timbre.instrument().to_string(),
         segment: spec.segment.name().to_string(),
         drone: spec.drone.then_some(tuning),
+        stroke_kit: spec
+            .stroke_kit
+            .as_ref()
+            .filter(|_| !onsets.is_empty())
+            .map(|k| k.dir.display().to_string()),
         percussion: onsets,
         seed: spec.seed,
         sample_rate_hz: spec.sample_rate_hz,
@@ -354,11 +384,59 @@ mod tests {
             timbre: Timbre::Violin,
             segment: SynthSegment::Kriti,
             percussion: true,
+            stroke_kit: None,
             drone: true,
             duration_s: 2.0,
             sample_rate_hz: 44100,
             seed,
         }
+    }
+
+    /// Power of `x` at `hz` (one DFT bin over the whole signal).
+    fn power_at(x: &[f32], hz: f64, rate: f64) -> f64 {
+        let (mut re, mut im) = (0.0, 0.0);
+        for (i, v) in x.iter().enumerate() {
+            let ph = std::f64::consts::TAU * hz * i as f64 / rate;
+            re += *v as f64 * ph.cos();
+            im += *v as f64 * ph.sin();
+        }
+        (re * re + im * im) / x.len() as f64
+    }
+
+    #[test]
+    fn a_stroke_kit_replaces_the_synthetic_strokes() {
+        let d = tempfile::tempdir().unwrap();
+        for (folder, hz) in [("thom", 1234.0), ("num", 1234.0), ("ta", 1234.0)] {
+            stroke_kit::tests::write_stroke(&d.path().join(folder).join("s.wav"), hz, 44100);
+        }
+        let kit = std::sync::Arc::new(StrokeKit::load(d.path(), 44100).unwrap());
+        let v = Vocabulary::builtin();
+        let plain = render(v, &spec(3)).unwrap();
+        let mut s = spec(3);
+        s.stroke_kit = Some(kit.clone());
+        let with_kit = render(v, &s).unwrap();
+        // same pattern, other sound: the kit's 1234 Hz rings in the strokes
+        assert_eq!(plain.label.percussion, with_kit.label.percussion);
+        let (p, k) = (
+            power_at(&plain.percussion, 1234.0, 44100.0),
+            power_at(&with_kit.percussion, 1234.0, 44100.0),
+        );
+        assert!(k > 20.0 * p, "{k} vs {p}");
+        assert_eq!(
+            with_kit.label.stroke_kit.as_deref(),
+            Some(d.path().to_str().unwrap())
+        );
+        // the same melody (the mix is levelled again, so compare the score)
+        assert_eq!(with_kit.label.swaras, plain.label.swaras);
+        // a kit at another rate is refused
+        let mut s = spec(3);
+        s.stroke_kit = Some(std::sync::Arc::new(
+            StrokeKit::load(d.path(), 22050).unwrap(),
+        ));
+        assert!(render(v, &s)
+            .unwrap_err()
+            .to_string()
+            .contains("stroke_kit"));
     }
 
     #[test]

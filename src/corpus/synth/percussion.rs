@@ -1,6 +1,9 @@
 //! Mridangam-like percussion on the tala's beat grid: a bass stroke (thom)
 //! on each anga's first beat, a tonal right-head stroke (nam, tuned to the
 //! tonic) on the other beats, light strokes (ta) on some half beats.
+//! Synthetic strokes, or recorded ones from a [`StrokeKit`].
+
+use super::stroke_kit::StrokeKit;
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -73,6 +76,31 @@ pub fn pattern(
     out
 }
 
+/// Loudness of each stroke kind, relative to a thom.
+fn stroke_gain(stroke: Stroke) -> f64 {
+    match stroke {
+        Stroke::Thom => 1.0,
+        Stroke::Nam => 0.75,
+        Stroke::Ta => 0.45,
+    }
+}
+
+/// Renders the strokes with recorded ones drawn from `kit` (at its rate,
+/// `len` samples).
+pub fn render_kit(onsets: &[Onset], kit: &StrokeKit, len: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    let mut out = vec![0.0f32; len];
+    let rate = kit.rate_hz as f64;
+    for o in onsets {
+        let start = (o.time_s * rate).round() as usize;
+        let gain = (0.5 * stroke_gain(o.stroke)) as f32;
+        let stroke = kit.draw(o.stroke, rng);
+        for (s, v) in out.iter_mut().skip(start).zip(stroke) {
+            *s += gain * v;
+        }
+    }
+    out
+}
+
 /// Renders the strokes at `rate` Hz; the right head is tuned to `tonic_hz`.
 pub fn render_percussion(
     onsets: &[Onset],
@@ -84,15 +112,15 @@ pub fn render_percussion(
     let mut out = vec![0.0f32; len];
     for o in onsets {
         let start = (o.time_s * rate).round() as usize;
-        let (gain, ring_s, bass, partials): (f64, f64, bool, &[(f64, f64)]) = match o.stroke {
-            Stroke::Thom => (1.0, 0.18, true, &[(1.0, 0.6), (2.0, 0.3), (3.0, 0.15)]),
+        let gain = stroke_gain(o.stroke);
+        let (ring_s, bass, partials): (f64, bool, &[(f64, f64)]) = match o.stroke {
+            Stroke::Thom => (0.18, true, &[(1.0, 0.6), (2.0, 0.3), (3.0, 0.15)]),
             Stroke::Nam => (
-                0.75,
                 0.25,
                 false,
                 &[(1.0, 0.7), (2.0, 0.45), (3.0, 0.3), (4.05, 0.2)],
             ),
-            Stroke::Ta => (0.45, 0.05, false, &[(1.0, 0.4), (2.0, 0.3), (3.02, 0.2)]),
+            Stroke::Ta => (0.05, false, &[(1.0, 0.4), (2.0, 0.3), (3.02, 0.2)]),
         };
         let end = (start + (ring_s * 6.0 * rate) as usize).min(len);
         let mut noise_env = 1.0f64;
