@@ -6,6 +6,7 @@ mod cli;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    cli::quiet_on_closed_pipe();
     cli::keep_freed_memory();
     cli::init_logging();
     match cli::run() {

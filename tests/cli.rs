@@ -495,3 +495,36 @@ fn train_classifier_then_classify_evaluate_and_analyze() {
         .unwrap();
     assert_clear_error(&out, &missing.join("config.json"), "no such file");
 }
+
+#[cfg(unix)]
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let png =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/riffusion/carnatic_5120ms.png");
+    for _ in 0..3 {
+        let mut child = bin()
+            .args(["classify", png.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // the reader goes away before the verb prints its JSON
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "panic: {stderr}");
+        assert!(
+            out.status.success() || out.status.signal() == Some(libc_sigpipe()),
+            "{:?}: {stderr}",
+            out.status
+        );
+    }
+}
+
+/// SIGPIPE's number on Linux and the BSDs.
+#[cfg(unix)]
+fn libc_sigpipe() -> i32 {
+    13
+}

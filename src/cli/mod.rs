@@ -131,6 +131,17 @@ pub fn keep_freed_memory() {
     }
 }
 
+/// Lets a closed pipe end the process quietly (`ragafusion ... | head`),
+/// as other command-line tools do, instead of a panic in `println!`.
+pub fn quiet_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: restores the default disposition of one signal; called once,
+    // before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Parses the command line and runs the chosen verb.
 pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
