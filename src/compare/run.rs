@@ -81,6 +81,33 @@ pub struct BackendRun {
     /// Whether the peak memory counter was reset before loading (Linux
     /// `clear_refs`); when not, the peak includes earlier backends.
     pub peak_rss_isolated: bool,
+    /// Content hash of the model folder (generating backends): part of
+    /// every clip's key, so a retrained model's clips are made again.
+    #[serde(default)]
+    pub model_hash: Option<String>,
+}
+
+/// A content hash of every file in a model folder (recursively, in name
+/// order; Markdown notes left out).
+pub fn model_fingerprint(dir: &Path) -> Result<String> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| Error::io(dir, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                walk(&p, out)?;
+            } else if p.extension().is_none_or(|e| e != "md") {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    walk(dir, &mut files)?;
+    crate::fsutil::content_hash(&files)
 }
 
 /// Loads the generator of a backend.
@@ -297,7 +324,11 @@ pub fn run_experiment(
             settings: spec_settings(spec),
             load_s: previous.as_ref().and_then(|p| p.load_s),
             peak_rss_isolated: previous.as_ref().is_some_and(|p| p.peak_rss_isolated),
+            model_hash: None,
         };
+        if kind != BackendKind::Reference && run.source.is_dir() {
+            run.model_hash = Some(model_fingerprint(&run.source)?);
+        }
         if kind == BackendKind::Reference {
             for clip in refs {
                 let record = reference_clip(out, spec, &clip, judges, vocab)?;
@@ -411,7 +442,8 @@ fn generated_clip(
     let files = clip_files(out, &spec.name, &id);
     let seconds = exp.experiment.seconds;
     let key_src = serde_json::json!({
-        "backend": spec_settings(spec), "prompt": prompt, "seed": seed, "seconds": seconds,
+        "backend": spec_settings(spec), "model": run.model_hash, "prompt": prompt, "seed": seed,
+        "seconds": seconds,
     });
     let key = format!("{:016x}", stable_hash(&key_src.to_string()));
     if let Some(r) = stored(&files, &key) {
@@ -471,4 +503,23 @@ fn generated_clip(
     };
     write_json_atomic(&files.json, &record)?;
     Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_model_fingerprint_follows_the_weights_not_the_notes() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("unet")).unwrap();
+        std::fs::write(d.path().join("unet/w.safetensors"), b"one").unwrap();
+        std::fs::write(d.path().join("README.md"), b"card").unwrap();
+        let a = model_fingerprint(d.path()).unwrap();
+        std::fs::write(d.path().join("README.md"), b"a new card").unwrap();
+        assert_eq!(model_fingerprint(d.path()).unwrap(), a);
+        std::fs::write(d.path().join("unet/w.safetensors"), b"two").unwrap();
+        assert_ne!(model_fingerprint(d.path()).unwrap(), a);
+        assert!(model_fingerprint(&d.path().join("none")).is_err());
+    }
 }

@@ -343,6 +343,7 @@ mod tests {
             settings: serde_json::Value::Null,
             load_s: None,
             peak_rss_isolated: true,
+            model_hash: None,
         }
     }
 
