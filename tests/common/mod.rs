@@ -105,3 +105,42 @@ pub fn tiny_dataset(dir: &Path, n: usize, height: usize, width: usize) {
     }
     std::fs::write(dir.join("metadata.jsonl"), lines).unwrap();
 }
+
+/// Asserts that a long-form WAV (made of 512-column clips sharing 128, at
+/// `params`) has no more spectral flux around its clip joins than
+/// elsewhere (within 5%); `width_px` is its spectrogram's width.
+#[allow(dead_code)]
+pub fn assert_no_seam(
+    wav: &Path,
+    params: ragafusion::spectrogram::SpectrogramParams,
+    width_px: usize,
+) {
+    use ragafusion::audio::{read_audio_as, ChannelLayout};
+    use ragafusion::diffusion::longform::Tiling;
+    use ragafusion::spectrogram::metrics::{seam_report, spectral_flux};
+    use ragafusion::spectrogram::SpectrogramConverter;
+    let tiling = Tiling {
+        clip_px: 512,
+        overlap_px: 128,
+    };
+    let starts = tiling.starts(width_px);
+    assert!(starts.len() >= 2, "{starts:?}");
+    // frames where one clip hands over to the next: both ends of each overlap
+    let joins: Vec<usize> = starts
+        .windows(2)
+        .flat_map(|w| [w[1], w[0] + 512, (w[1] + w[0] + 512) / 2])
+        .collect();
+    let audio = read_audio_as(wav, params.sample_rate_hz, ChannelLayout::Mono).unwrap();
+    let mel = SpectrogramConverter::new(params)
+        .unwrap()
+        .mel_from_audio(&audio)
+        .unwrap();
+    let r = seam_report(&spectral_flux(&mel), &joins, 2);
+    eprintln!("seam report: {r:?}");
+    assert!(
+        r.at_joins <= r.elsewhere * 1.05,
+        "flux at joins {:.5} vs elsewhere {:.5}",
+        r.at_joins,
+        r.elsewhere
+    );
+}
