@@ -45,7 +45,7 @@ pub struct TrainArgs {
     /// VAE, text encoder, tokenizer and scheduler only.
     #[arg(long)]
     model: Option<PathBuf>,
-    /// Train the UNet from scratch with a named config: tiny, small, sd15.
+    /// Train the UNet from scratch with a named config: tiny, compact, small, sd15.
     #[arg(long)]
     config: Option<String>,
     /// Options file (TOML); saved with the run as train_config.toml.

@@ -20,7 +20,7 @@ pub struct TrainOptions {
     /// Base checkpoint (diffusers folder); also supplies the VAE, text
     /// encoder, tokenizer and scheduler when training from a named config.
     pub model: Option<PathBuf>,
-    /// Train the UNet from scratch with this config: tiny, small or sd15.
+    /// Train the UNet from scratch with this config: tiny, compact, small or sd15.
     pub config: Option<String>,
     /// Optimiser steps in all.
     pub max_steps: u64,
