@@ -134,8 +134,6 @@ fn the_environment_can_name_another_model() {
 }
 
 #[test]
-#[ignore = "known failure of the shipped model: flux at the clip joins is 15-25% above elsewhere \
-            (the bar is 5%); see the model card. Run with --ignored to check a fix."]
 fn thirty_seconds_have_no_seam_at_the_clip_joins() {
     let tmp = tempfile::tempdir().unwrap();
     ok(&run_in(

@@ -57,8 +57,9 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 1)]
     batch: usize,
     /// Length in seconds (default one 5.12 s clip). Diffusion: longer than
-    /// one clip generates clip by clip, each continuing the previous one,
-    /// cross-faded into one file. MusicGen: new audio after any
+    /// one clip denoises one wide latent in overlapping clip-wide windows
+    /// that agree on their shared columns at every step, joined into one
+    /// file. MusicGen: new audio after any
     /// `--continue` prompt, 50 S + 3 decoder steps at 50 Hz, window by
     /// window past `--window-s`.
     #[arg(long)]

@@ -1,17 +1,21 @@
 //! Spectrograms wider than one model clip: long-form generation and
 //! audio-to-audio over long inputs.
 //!
-//! Clips overlap by `overlap_px` columns. In long-form generation each clip
-//! after the first starts from the previous clip's last columns, kept in
-//! latent space while the rest is generated (inpainting), so the music
-//! continues instead of restarting. Decoded clips are cross-faded in the
-//! image domain over the overlap and the joined image is inverted to audio
-//! in one piece, so there is no phase seam between clips.
+//! Clips (windows) overlap by `overlap_px` columns. Long-form generation
+//! denoises one latent as wide as the whole piece: at each step every
+//! window gets its own noise prediction and the predictions are
+//! cross-faded where windows overlap, so neighbouring windows agree on
+//! their shared columns at every noise level and the music runs on without
+//! a boundary. Long audio-to-audio works clip by clip instead: each clip
+//! after the first keeps the previous clip's output over the overlap in
+//! latent space (inpainting). Either way the decoded windows are
+//! cross-faded in the image domain and the joined image is inverted to
+//! audio in one piece, so there is no phase seam between clips.
 
 use candle_core::{DType, Device, Tensor};
 
 use super::checkpoint::StableDiffusion;
-use super::pipeline::{Conditioning, Inpaint, SampleSettings};
+use super::pipeline::{check_finite, Conditioning, GuidedUnet, SampleSettings};
 use super::schedulers::NoiseSource;
 use super::terr;
 use crate::error::{Error, Result};
@@ -77,25 +81,8 @@ pub fn join_clips(clips: &[Tensor], starts: &[usize], total_px: usize) -> Result
         let mut weight = vec![0f32; total_px];
         for (k, (clip, &start)) in clips.iter().zip(starts).enumerate() {
             let data: Vec<f32> = clip.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-            // ramp in over the overlap with the previous clip, out over the next
-            let fade_in = if k == 0 { 0 } else { starts[k - 1] + w - start };
-            let fade_out = if k + 1 < starts.len() {
-                start + w - starts[k + 1]
-            } else {
-                0
-            };
-            for x in 0..w {
-                let ramp_in = if x < fade_in {
-                    (x as f32 + 0.5) / fade_in as f32
-                } else {
-                    1.0
-                };
-                let ramp_out = if x >= w - fade_out {
-                    (w - x) as f32 / fade_out as f32 - 0.5 / fade_out as f32
-                } else {
-                    1.0
-                };
-                let wgt = ramp_in.min(ramp_out).max(1e-6);
+            let fade = fade_weights(starts, k, w);
+            for (x, &wgt) in fade.iter().enumerate() {
                 weight[start + x] += wgt;
                 for ch in 0..c {
                     for y in 0..h {
@@ -117,6 +104,71 @@ pub fn join_clips(clips: &[Tensor], starts: &[usize], total_px: usize) -> Result
     run().map_err(terr("joining clips"))
 }
 
+/// Windows denoised in one UNet batch by [`StableDiffusion::generate_long`]
+/// (each twice with guidance).
+const WINDOW_BATCH: usize = 4;
+
+/// Each window's share of the noise prediction over its columns,
+/// `[1, 1, 1, clip_cols]`: the cross-fade of [`fade_weights`] divided by
+/// the sum over all windows covering a column, so that the shares add to
+/// 1 everywhere.
+fn window_weights(
+    starts: &[usize],
+    clip_cols: usize,
+    total_cols: usize,
+    device: &Device,
+) -> Result<Vec<Tensor>> {
+    let fades: Vec<Vec<f32>> = (0..starts.len())
+        .map(|k| fade_weights(starts, k, clip_cols))
+        .collect();
+    let mut sum = vec![0f32; total_cols];
+    for (fade, &start) in fades.iter().zip(starts) {
+        for (x, w) in fade.iter().enumerate() {
+            sum[start + x] += w;
+        }
+    }
+    fades
+        .into_iter()
+        .zip(starts)
+        .map(|(fade, &start)| {
+            let share: Vec<f32> = fade
+                .iter()
+                .enumerate()
+                .map(|(x, w)| w / sum[start + x])
+                .collect();
+            Tensor::from_vec(share, (1, 1, 1, clip_cols), device).map_err(terr("window weights"))
+        })
+        .collect()
+}
+
+/// Cross-fade weights of clip `k` of width `w` placed at `starts`: a linear
+/// ramp in over the overlap with the previous clip and out over the next,
+/// 1 elsewhere, never 0.
+fn fade_weights(starts: &[usize], k: usize, w: usize) -> Vec<f32> {
+    let start = starts[k];
+    let fade_in = if k == 0 { 0 } else { starts[k - 1] + w - start };
+    let fade_out = if k + 1 < starts.len() {
+        start + w - starts[k + 1]
+    } else {
+        0
+    };
+    (0..w)
+        .map(|x| {
+            let ramp_in = if x < fade_in {
+                (x as f32 + 0.5) / fade_in as f32
+            } else {
+                1.0
+            };
+            let ramp_out = if x >= w - fade_out {
+                (w - x) as f32 / fade_out as f32 - 0.5 / fade_out as f32
+            } else {
+                1.0
+            };
+            ramp_in.min(ramp_out).max(1e-6)
+        })
+        .collect()
+}
+
 /// Latent-column keep mask: 1 for the first `cols` of `width` columns.
 fn keep_first_columns(shape: [usize; 4], cols: usize, device: &Device) -> Result<Tensor> {
     let [b, _, h, w] = shape;
@@ -127,21 +179,16 @@ fn keep_first_columns(shape: [usize; 4], cols: usize, device: &Device) -> Result
         .map_err(terr("keep mask"))
 }
 
-/// Places `cols` latent columns of `tail` at the start of a zero tensor of
-/// `shape`.
-fn tail_at_start(tail: &Tensor, shape: [usize; 4], device: &Device) -> Result<Tensor> {
-    let [b, c, h, w] = shape;
-    let cols = tail.dim(3).map_err(terr("tail"))?;
-    Tensor::zeros((b, c, h, w - cols), DType::F32, device)
-        .and_then(|z| Tensor::cat(&[tail, &z], 3))
-        .map_err(terr("tail"))
-}
-
 impl StableDiffusion {
     /// Long-form text to spectrogram: `total_px` columns of `height_px`
-    /// rows, clip by clip, each continuing the previous one over the
-    /// overlap. Returns the joined decoded image `[1, 3, H, total]` in
-    /// [-1, 1]. `progress` counts denoising steps over all clips.
+    /// rows. One latent as wide as the whole piece is denoised window by
+    /// window: at every step each clip-wide window gets the UNet's guided
+    /// noise prediction, and where windows overlap their predictions are
+    /// cross-faded before the sampler steps the whole latent. Every window
+    /// thus sees the music on both sides of it and no window boundary is
+    /// ever fixed on one side only, so there is no seam to hide. Returns
+    /// the decoded image `[1, 3, H, total]` in [-1, 1]. `progress` counts
+    /// UNet evaluations (steps x windows).
     #[allow(clippy::too_many_arguments)]
     pub fn generate_long(
         &self,
@@ -161,73 +208,66 @@ impl StableDiffusion {
                 format!("long form needs at least one clip ({} px)", tiling.clip_px),
             ));
         }
-        let starts = tiling.starts(total_px);
-        let shape = self.latent_shape(1, tiling.clip_px, height_px)?;
+        // the latent covers the width rounded up to whole latent columns
+        let latent_tiling = Tiling {
+            clip_px: tiling.clip_px / scale,
+            overlap_px: tiling.overlap_px / scale,
+        };
+        let total_cols = total_px.div_ceil(scale);
+        let starts = latent_tiling.starts(total_cols);
+        let clip_cols = latent_tiling.clip_px;
+        let mut shape = self.latent_shape(1, tiling.clip_px, height_px)?;
+        shape[3] = total_cols;
         let device = self.unet.device().clone();
-        let steps_per_clip = settings
-            .sampler
-            .build(&self.scheduler, settings.steps)?
-            .timesteps()
-            .len();
-        progress.start((steps_per_clip * starts.len()) as u64, "denoising");
-        let text = text.repeat(1)?;
+        let mut sampler = settings.sampler.build(&self.scheduler, settings.steps)?;
+        let n = sampler.timesteps().len();
+        progress.start((n * starts.len()) as u64, "denoising");
+        let shares = window_weights(&starts, clip_cols, total_cols, &device)?;
+        let model = GuidedUnet::new(&self.unet, text, settings.guidance);
+        let windows: Vec<(usize, &Tensor)> = starts.iter().copied().zip(&shares).collect();
+        let mut latents = noise
+            .noise(&shape, &device)
+            .and_then(|z| (z * sampler.init_noise_sigma()).map_err(terr("init")))?;
+        for i in 0..n {
+            let input = sampler
+                .scale_model_input(&latents, i)
+                .map_err(terr("UNet input"))?;
+            let t = sampler.timesteps()[i];
+            let mut eps =
+                Tensor::zeros(shape.as_slice(), DType::F32, &device).map_err(terr("windows"))?;
+            for group in windows.chunks(WINDOW_BATCH) {
+                let batch = group
+                    .iter()
+                    .map(|&(c, _)| input.narrow(3, c, clip_cols))
+                    .collect::<candle_core::Result<Vec<_>>>()
+                    .and_then(|w| Tensor::cat(&w, 0))
+                    .map_err(terr("windows"))?;
+                let out = model.eps(&batch, t)?;
+                for (j, &(c, share)) in group.iter().enumerate() {
+                    eps = out
+                        .narrow(0, j, 1)
+                        .and_then(|o| o.broadcast_mul(share))
+                        .and_then(|o| o.pad_with_zeros(3, c, total_cols - c - clip_cols))
+                        .and_then(|o| eps + o)
+                        .map_err(terr("windows"))?;
+                }
+                if !progress.advance(group.len() as u64) {
+                    return Err(Error::Cancelled);
+                }
+            }
+            latents = sampler.step(&eps, i, &latents, noise)?;
+            check_finite(&latents, i)?;
+        }
         let mut clips = Vec::with_capacity(starts.len());
-        let mut previous: Option<Tensor> = None;
-        for (k, &start) in starts.iter().enumerate() {
-            let mut sampler = settings.sampler.build(&self.scheduler, settings.steps)?;
-            let fresh = noise.noise(&shape, &device)?;
-            let latents = match &previous {
-                None => {
-                    let init = (&fresh * sampler.init_noise_sigma()).map_err(terr("init"))?;
-                    self.denoise(
-                        sampler.as_mut(),
-                        init,
-                        0,
-                        &text,
-                        settings.guidance,
-                        None,
-                        noise,
-                        progress,
-                    )?
-                }
-                Some(prev) => {
-                    let shared_px = starts[k - 1] + tiling.clip_px - start;
-                    let cols = shared_px / scale;
-                    let tail = prev
-                        .narrow(3, shape[3] - cols, cols)
-                        .map_err(terr("previous clip"))?;
-                    let original = tail_at_start(&tail, shape, &device)?;
-                    let keep = keep_first_columns(shape, cols, &device)?;
-                    let start_noised = sampler
-                        .add_noise(&original, &fresh, 0)
-                        .map_err(terr("continuation"))?;
-                    let pure = (&fresh * sampler.init_noise_sigma()).map_err(terr("init"))?;
-                    let init = start_noised
-                        .broadcast_mul(&keep)
-                        .and_then(|a| a + pure.broadcast_mul(&(1.0 - &keep)?)?)
-                        .map_err(terr("continuation"))?;
-                    let inpaint = Inpaint {
-                        original,
-                        keep,
-                        noise: fresh.clone(),
-                    };
-                    self.denoise(
-                        sampler.as_mut(),
-                        init,
-                        0,
-                        &text,
-                        settings.guidance,
-                        Some(&inpaint),
-                        noise,
-                        progress,
-                    )?
-                }
-            };
-            clips.push(self.decode_latents(&latents)?);
-            previous = Some(latents);
+        for &c in &starts {
+            let window = latents.narrow(3, c, clip_cols).map_err(terr("window"))?;
+            clips.push(self.decode_latents(&window)?);
         }
         progress.finish();
-        join_clips(&clips, &starts, total_px)
+        let starts_px: Vec<usize> = starts.iter().map(|c| c * scale).collect();
+        join_clips(&clips, &starts_px, total_cols * scale)?
+            .narrow(3, 0, total_px)
+            .map_err(terr("joining clips"))
     }
 
     /// Audio-to-audio over a spectrogram image of any width (`[1, 3, H,
@@ -406,6 +446,34 @@ mod tests {
         }
         .validate(8)
         .is_err());
+    }
+
+    #[test]
+    fn window_shares_add_to_one_and_favour_each_window_s_middle() {
+        let starts = Tiling {
+            clip_px: 64,
+            overlap_px: 16,
+        }
+        .starts(200);
+        let shares = window_weights(&starts, 64, 200, &Device::Cpu).unwrap();
+        let mut sum = vec![0f32; 200];
+        let rows: Vec<Vec<f32>> = shares
+            .iter()
+            .map(|t| t.flatten_all().unwrap().to_vec1().unwrap())
+            .collect();
+        for (row, &start) in rows.iter().zip(&starts) {
+            assert!(row.iter().all(|&w| w > 0.0 && w <= 1.0));
+            for (x, w) in row.iter().enumerate() {
+                sum[start + x] += w;
+            }
+        }
+        assert!(sum.iter().all(|s| (s - 1.0).abs() < 1e-5), "{sum:?}");
+        // the first window alone owns its first columns and hands over
+        // gradually across the overlap
+        assert_eq!(rows[0][0], 1.0);
+        let handover = &rows[0][starts[1]..];
+        assert!(handover.windows(2).all(|w| w[1] <= w[0]));
+        assert!(handover[0] > 0.9 && *handover.last().unwrap() < 0.1);
     }
 
     #[test]

@@ -348,45 +348,14 @@ pub fn denoise_with(
     noise: &mut dyn NoiseSource,
     progress: &dyn Progress,
 ) -> Result<Tensor> {
-    let unet_dtype = unet.dtype();
     let mut latents = latents.to_dtype(DType::F32).map_err(terr("latents"))?;
-    let (context, guided) = match &text.uncond {
-        Some(u) if guidance > 1.0 => (
-            Tensor::cat(&[u, &text.cond], 0).map_err(terr("text"))?,
-            true,
-        ),
-        _ => (text.cond.clone(), false),
-    };
-    let context = context.to_dtype(unet_dtype).map_err(terr("text"))?;
+    let model = GuidedUnet::new(unet, text, guidance);
     let n = sampler.timesteps().len();
     for i in start..n {
-        let t = sampler.timesteps()[i];
         let input = sampler
             .scale_model_input(&latents, i)
-            .and_then(|x| {
-                if guided {
-                    Tensor::cat(&[&x, &x], 0)
-                } else {
-                    Ok(x)
-                }
-            })
-            .and_then(|x| x.to_dtype(unet_dtype))
             .map_err(terr("UNet input"))?;
-        let ts = Tensor::new(&[t as f32], latents.device()).map_err(terr("timestep"))?;
-        let out = unet
-            .forward(&input, &ts, &context)
-            .and_then(|o| o.to_dtype(DType::F32))
-            .map_err(terr("UNet"))?;
-        let eps = if guided {
-            let b = latents.dim(0).map_err(terr("latents"))?;
-            let u = out.narrow(0, 0, b).map_err(terr("guidance"))?;
-            let c = out.narrow(0, b, b).map_err(terr("guidance"))?;
-            ((&c - &u).and_then(|d| d * guidance))
-                .and_then(|d| u + d)
-                .map_err(terr("guidance"))?
-        } else {
-            out
-        };
+        let eps = model.eps(&input, sampler.timesteps()[i])?;
         latents = sampler.step(&eps, i, &latents, noise)?;
         if let Some(p) = inpaint {
             let original = if i + 1 < n {
@@ -406,13 +375,66 @@ pub fn denoise_with(
     Ok(latents)
 }
 
+/// The UNet with classifier-free guidance: the noise prediction for
+/// latents already scaled for the sampler's current step.
+pub(crate) struct GuidedUnet<'a> {
+    unet: &'a Unet,
+    text: &'a Conditioning,
+    guidance: f64,
+}
+
+impl<'a> GuidedUnet<'a> {
+    /// Guidance applies when `text` has an unconditional embedding and
+    /// `guidance` is above 1. `text` holds one embedding or one per sample.
+    pub(crate) fn new(unet: &'a Unet, text: &'a Conditioning, guidance: f64) -> Self {
+        Self {
+            unet,
+            text,
+            guidance,
+        }
+    }
+
+    /// The guided noise prediction (f32) for `input` at timestep `t`.
+    pub(crate) fn eps(&self, input: &Tensor, t: f64) -> Result<Tensor> {
+        let b = input.dim(0).map_err(terr("latents"))?;
+        let text = self.text.repeat_to(b)?;
+        let (x, context, guided) = match &text.uncond {
+            Some(u) if self.guidance > 1.0 => (
+                Tensor::cat(&[input, input], 0).map_err(terr("UNet input"))?,
+                Tensor::cat(&[u, &text.cond], 0).map_err(terr("text"))?,
+                true,
+            ),
+            _ => (input.clone(), text.cond.clone(), false),
+        };
+        let dtype = self.unet.dtype();
+        let (x, context) = x
+            .to_dtype(dtype)
+            .and_then(|x| Ok((x, context.to_dtype(dtype)?)))
+            .map_err(terr("UNet input"))?;
+        let ts = Tensor::new(&[t as f32], input.device()).map_err(terr("timestep"))?;
+        let out = self
+            .unet
+            .forward(&x, &ts, &context)
+            .and_then(|o| o.to_dtype(DType::F32))
+            .map_err(terr("UNet"))?;
+        if !guided {
+            return Ok(out);
+        }
+        let u = out.narrow(0, 0, b).map_err(terr("guidance"))?;
+        let c = out.narrow(0, b, b).map_err(terr("guidance"))?;
+        ((&c - &u).and_then(|d| d * self.guidance))
+            .and_then(|d| u + d)
+            .map_err(terr("guidance"))
+    }
+}
+
 fn blend(original: &Tensor, generated: &Tensor, keep: &Tensor) -> candle_core::Result<Tensor> {
     let keep = keep.to_dtype(DType::F32)?;
     let inv = (1.0 - &keep)?;
     original.broadcast_mul(&keep)? + generated.broadcast_mul(&inv)?
 }
 
-fn check_finite(latents: &Tensor, step: usize) -> Result<()> {
+pub(crate) fn check_finite(latents: &Tensor, step: usize) -> Result<()> {
     let s = latents
         .abs()
         .and_then(|a| a.max_all())
