@@ -119,7 +119,7 @@ fn long_form_has_no_seam_at_clip_joins() {
     };
     assert_eq!(tiling.starts(3000).len(), 8);
     common::assert_no_seam(
-        &tmp.path().join("long.wav"),
+        &[&tmp.path().join("long.wav")],
         SpectrogramParams::default(),
         3000,
     );

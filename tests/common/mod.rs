@@ -106,12 +106,13 @@ pub fn tiny_dataset(dir: &Path, n: usize, height: usize, width: usize) {
     std::fs::write(dir.join("metadata.jsonl"), lines).unwrap();
 }
 
-/// Asserts that a long-form WAV (made of 512-column clips sharing 128, at
-/// `params`) has no more spectral flux around its clip joins than
-/// elsewhere (within 5%); `width_px` is its spectrogram's width.
+/// Asserts that long-form WAVs (made of 512-column clips sharing 128, at
+/// `params`, each `width_px` columns wide) have no more spectral flux
+/// around their clip joins than elsewhere (within 5%), over the joins of
+/// all of them together.
 #[allow(dead_code)]
 pub fn assert_no_seam(
-    wav: &Path,
+    wavs: &[&Path],
     params: ragafusion::spectrogram::SpectrogramParams,
     width_px: usize,
 ) {
@@ -125,18 +126,35 @@ pub fn assert_no_seam(
     };
     let starts = tiling.starts(width_px);
     assert!(starts.len() >= 2, "{starts:?}");
-    // frames where one clip hands over to the next: both ends of each overlap
+    // frames where one clip hands over to the next: both ends and the
+    // middle of each overlap
     let joins: Vec<usize> = starts
         .windows(2)
         .flat_map(|w| [w[1], w[0] + 512, (w[1] + w[0] + 512) / 2])
         .collect();
-    let audio = read_audio_as(wav, params.sample_rate_hz, ChannelLayout::Mono).unwrap();
-    let mel = SpectrogramConverter::new(params)
-        .unwrap()
-        .mel_from_audio(&audio)
-        .unwrap();
-    let r = seam_report(&spectral_flux(&mel), &joins, 2);
-    eprintln!("seam report: {r:?}");
+    // the pieces' flux end to end (each piece's frame 0, which has no
+    // predecessor, left out), with every piece's joins
+    let mut flux = vec![0.0];
+    let mut all_joins = Vec::new();
+    for wav in wavs {
+        let audio = read_audio_as(wav, params.sample_rate_hz, ChannelLayout::Mono).unwrap();
+        let mel = SpectrogramConverter::new(params.clone())
+            .unwrap()
+            .mel_from_audio(&audio)
+            .unwrap();
+        let piece = spectral_flux(&mel);
+        let offset = flux.len() - 1;
+        all_joins.extend(joins.iter().map(|j| j + offset));
+        flux.extend_from_slice(&piece[1..]);
+        let r = seam_report(&piece, &joins, 2);
+        eprintln!(
+            "seam {}: {:.3} ({r:?})",
+            wav.display(),
+            r.at_joins / r.elsewhere
+        );
+    }
+    let r = seam_report(&flux, &all_joins, 2);
+    eprintln!("seam, all pieces: {:.3} ({r:?})", r.at_joins / r.elsewhere);
     assert!(
         r.at_joins <= r.elsewhere * 1.05,
         "flux at joins {:.5} vs elsewhere {:.5}",
