@@ -18,10 +18,17 @@ fn model() -> StableDiffusion {
     StableDiffusion::load(&dir, &LoadOptions::default()).unwrap()
 }
 
-/// A small image (the UNet and VAE are convolutional): 64 rows and
-/// 16 latent columns a clip, to keep the tests quick.
-fn small(sd: &StableDiffusion) -> (usize, usize) {
-    (64, 16 * sd.vae_scale())
+/// A small image (the UNet and VAE are convolutional), to keep the tests
+/// quick: 64 rows, and clips of 16 latent columns sharing a quarter.
+fn small(sd: &StableDiffusion) -> (usize, Tiling) {
+    let clip_px = 16 * sd.vae_scale();
+    (
+        64,
+        Tiling {
+            clip_px,
+            overlap_px: clip_px / 4,
+        },
+    )
 }
 
 const SETTINGS: SampleSettings = SampleSettings {
@@ -52,7 +59,8 @@ impl Progress for Count {
 #[test]
 fn a_piece_one_clip_long_is_the_clip_text_to_image_makes() {
     let sd = model();
-    let (h, clip) = small(&sd);
+    let (h, tiling) = small(&sd);
+    let clip = tiling.clip_px;
     let text = sd
         .conditioning("kalyani raga alapana", None, SETTINGS.guidance, &NoProgress)
         .unwrap();
@@ -68,10 +76,6 @@ fn a_piece_one_clip_long_is_the_clip_text_to_image_makes() {
         )
         .unwrap();
     let single = sd.decode_latents(&latents).unwrap();
-    let tiling = Tiling {
-        clip_px: clip,
-        overlap_px: clip / 4,
-    };
     let long = sd
         .generate_long(
             &SETTINGS,
@@ -93,14 +97,11 @@ fn a_piece_one_clip_long_is_the_clip_text_to_image_makes() {
 #[test]
 fn every_window_is_denoised_at_every_step_and_the_width_is_kept() {
     let sd = model();
-    let (h, clip) = small(&sd);
+    let (h, tiling) = small(&sd);
+    let clip = tiling.clip_px;
     let text = sd
         .conditioning("todi raga kriti", None, SETTINGS.guidance, &NoProgress)
         .unwrap();
-    let tiling = Tiling {
-        clip_px: clip,
-        overlap_px: clip / 4,
-    };
     // a width that is not a whole number of latent columns
     let total = 3 * clip - 3;
     let count = Count::default();
@@ -152,14 +153,11 @@ fn every_window_is_denoised_at_every_step_and_the_width_is_kept() {
 #[test]
 fn cancelling_stops_a_long_piece() {
     let sd = model();
-    let (h, clip) = small(&sd);
+    let (h, tiling) = small(&sd);
+    let clip = tiling.clip_px;
     let text = sd.conditioning("", None, 1.0, &NoProgress).unwrap();
     let flag = ragafusion::progress::CancelFlag::default();
     flag.cancel();
-    let tiling = Tiling {
-        clip_px: clip,
-        overlap_px: clip / 4,
-    };
     let err = sd
         .generate_long(
             &SETTINGS,
