@@ -13,8 +13,8 @@ use std::path::Path;
 
 use candle_core::{Device, Module, Tensor, Var};
 use criterion::{criterion_group, criterion_main, Criterion};
-use ragafusion::diffusion::layers::Conv2d;
 use ragafusion::diffusion::{LoadOptions, StableDiffusion};
+use ragafusion::nn::layers::Conv2d;
 
 fn diffusion(c: &mut Criterion) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sd-tiny");

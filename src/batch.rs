@@ -154,8 +154,9 @@ pub fn convert_folder(
                 Ok(true) => r.converted += 1,
                 Ok(false) => r.skipped += 1,
                 Err(e) => {
-                    progress.message(&format!("skipped {}: {e}", input.display()));
-                    r.failed.push((input.clone(), e.to_string()));
+                    let why = e.report();
+                    progress.message(&format!("skipped {}: {why}", input.display()));
+                    r.failed.push((input.clone(), why));
                 }
             }
         }

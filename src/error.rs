@@ -88,12 +88,24 @@ pub enum Error {
     #[error("resampling failed: {0}")]
     Resample(String),
 
-    /// A tensor computation failed (shape mismatch, out of memory, ...).
-    #[error("{context}: tensor operation failed: {reason}")]
+    /// A tensor computation failed (shape mismatch, out of memory, ...);
+    /// the tensor library's error is kept as the source.
+    #[error("{context}: tensor operation failed")]
     Tensor {
         /// What was being computed.
         context: String,
-        /// The tensor library's message.
+        /// The tensor library's error.
+        #[source]
+        source: candle_core::Error,
+    },
+
+    /// Numbers went wrong without a tensor library error: NaN or infinite
+    /// values, a shape or count that a step cannot use.
+    #[error("{context}: {reason}")]
+    Numeric {
+        /// What was being computed.
+        context: String,
+        /// What is wrong with the numbers.
         reason: String,
     },
 
@@ -121,6 +133,36 @@ impl Error {
         }
     }
 
+    /// Builds an [`Error::Tensor`] from a candle error and what was being
+    /// computed.
+    pub fn tensor(context: impl Into<String>, source: candle_core::Error) -> Self {
+        Error::Tensor {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// Builds an [`Error::Numeric`].
+    pub fn numeric(context: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Numeric {
+            context: context.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The message with every source after it, joined by `: ` (what the
+    /// command line prints), for callers that keep errors as text.
+    pub fn report(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(e) = source {
+            text.push_str(": ");
+            text.push_str(&e.to_string());
+            source = e.source();
+        }
+        text
+    }
+
     /// Builds an [`Error::Checkpoint`] for `file`.
     pub fn checkpoint(file: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
         Error::Checkpoint {
@@ -143,6 +185,15 @@ impl Error {
             field,
             reason: reason.into(),
         }
+    }
+}
+
+/// Wraps a candle error as [`Error::Tensor`] with what was being computed:
+/// `op.map_err(terr("VAE decode"))?`.
+pub(crate) fn terr<C: std::fmt::Display>(context: C) -> impl Fn(candle_core::Error) -> Error {
+    move |source| Error::Tensor {
+        context: context.to_string(),
+        source,
     }
 }
 

@@ -78,6 +78,12 @@ pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::io(path, e))
 }
 
+/// Reads and parses a JSON config file.
+pub fn read_json<T: for<'de> serde::Deserialize<'de>>(file: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::invalid_data(file, e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

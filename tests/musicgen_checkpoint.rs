@@ -11,12 +11,12 @@ use std::sync::Mutex;
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::VarBuilder;
-use ragafusion::diffusion::weights::{write_safetensors, WeightStore};
 use ragafusion::musicgen::config::{DecoderConfig, EncodecConfig, T5Config};
 use ragafusion::musicgen::decoder::Decoder;
 use ragafusion::musicgen::encodec::Encodec;
 use ragafusion::musicgen::t5::T5Encoder;
 use ragafusion::musicgen::MusicGen;
+use ragafusion::nn::weights::{write_safetensors, WeightStore};
 
 fn data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")

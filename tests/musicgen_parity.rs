@@ -11,10 +11,10 @@ use common::max_diff;
 
 use candle_core::{DType, Device, Tensor};
 use ragafusion::audio::Audio;
-use ragafusion::diffusion::weights::WeightStore;
 use ragafusion::musicgen::{
     audio_to_codes, codes_to_audio, generate_codes, GenerateSettings, MusicGen, Sampling,
 };
+use ragafusion::nn::weights::WeightStore;
 use ragafusion::NoProgress;
 
 fn data() -> PathBuf {

@@ -279,8 +279,7 @@ fn bad_generation_input_is_a_clear_error() {
         &candle_core::Device::Cpu,
     )
     .unwrap();
-    ragafusion::diffusion::weights::write_safetensors(&lat, &[("latents".into(), t.clone())])
-        .unwrap();
+    ragafusion::nn::weights::write_safetensors(&lat, &[("latents".into(), t.clone())]).unwrap();
     let o = run(&[
         "generate",
         "x",
@@ -294,7 +293,7 @@ fn bad_generation_input_is_a_clear_error() {
         lat.to_str().unwrap(),
     ]);
     fails_with(&o, &["init-latents", "[1, 4, 8, 8]", "[1, 4, 64, 64]"]);
-    ragafusion::diffusion::weights::write_safetensors(&lat, &[("noise".into(), t)]).unwrap();
+    ragafusion::nn::weights::write_safetensors(&lat, &[("noise".into(), t)]).unwrap();
     let o = run(&[
         "generate",
         "x",

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use common::copy_dir;
 
 use candle_core::{DType, Device, Tensor};
-use ragafusion::diffusion::weights::{write_safetensors, WeightStore};
 use ragafusion::diffusion::{LoadOptions, StableDiffusion};
+use ragafusion::nn::weights::{write_safetensors, WeightStore};
 use ragafusion::NoProgress;
 
 fn fixture() -> PathBuf {

@@ -10,11 +10,11 @@ use common::{copy_dir, max_diff};
 
 use candle_core::{Device, Tensor};
 use ragafusion::diffusion::pipeline::slerp;
-use ragafusion::diffusion::weights::WeightStore;
 use ragafusion::diffusion::{
     Conditioning, LoadOptions, RecordedNoise, SampleSettings, SamplerKind, SeededNoise,
     StableDiffusion,
 };
+use ragafusion::nn::weights::WeightStore;
 use ragafusion::NoProgress;
 
 fn data() -> PathBuf {

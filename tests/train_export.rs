@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 use common::{copy_dir, max_diff};
-use ragafusion::diffusion::weights::WeightStore;
 use ragafusion::diffusion::{LoadOptions, StableDiffusion};
+use ragafusion::nn::weights::WeightStore;
 use ragafusion::train::lora::merge;
 
 fn data() -> PathBuf {

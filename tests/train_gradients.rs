@@ -4,15 +4,16 @@
 //! differences computed in f64; the checkpointed (segment-recomputing)
 //! backward gives the same gradients as the plain one.
 
+use ragafusion::fsutil::read_json;
 use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor, Var};
-use ragafusion::diffusion::config::{read_json, UnetConfig};
-use ragafusion::diffusion::segments::Tape;
+use ragafusion::diffusion::config::UnetConfig;
 use ragafusion::diffusion::unet::Unet;
-use ragafusion::diffusion::weights::WeightStore;
 use ragafusion::diffusion::SchedulerConfig;
+use ragafusion::nn::segments::Tape;
+use ragafusion::nn::weights::WeightStore;
 use ragafusion::train::{weighted_mse, NoiseSchedule, ParamSet, Prediction};
 
 const TINY: &str = "tests/data/sd-tiny";

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
-use ragafusion::diffusion::weights::{write_safetensors, WeightStore};
 use ragafusion::diffusion::{LoadOptions, StableDiffusion};
+use ragafusion::nn::weights::{write_safetensors, WeightStore};
 use ragafusion::progress::NoProgress;
 use ragafusion::train::checkpoint::{list_checkpoints, load_checkpoint};
 use ragafusion::train::data::{encode_latents, read_entries};

@@ -14,7 +14,7 @@ pub const TARGET_RMS_DBFS: f32 = -12.0;
 pub const TARGET_PEAK_DBFS: f32 = -0.1;
 
 /// How reconstructed audio is levelled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Loudness {
     /// -12 dBFS RMS, limited so the peak stays at or below -0.1 dBFS
@@ -30,6 +30,13 @@ pub enum Loudness {
     /// write 32-bit float WAV to keep them).
     None,
 }
+
+crate::choices!(Loudness, "loudness", [
+    Riffusion => "riffusion": "-12 dBFS RMS, peak limited to -0.1 dBFS",
+    RiffusionClip => "riffusion-clip": "riffusion's chain: -12 dBFS RMS, hard clip, -0.1 dBFS peak",
+    Peak => "peak": "peak normalisation to -0.1 dBFS only",
+    None => "none": "the level as reconstructed",
+]);
 
 fn db_to_gain(db: f32) -> f32 {
     10f32.powf(db / 20.0)

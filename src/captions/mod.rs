@@ -5,6 +5,7 @@
 //! The data lives in the repository's `captions/` folder and is built into
 //! the binary; [`Vocabulary::load_dir`] reads an edited copy.
 
+pub mod caption;
 pub mod fold;
 pub mod sampler;
 pub mod shruti;

@@ -4,7 +4,6 @@
 
 use serde::Deserialize;
 
-use super::vocab::Vocabulary;
 use crate::error::{Error, Result};
 
 /// The placeholders a template may use.
@@ -77,16 +76,15 @@ fn pieces(text: &str) -> std::result::Result<Vec<(bool, &str)>, String> {
 }
 
 impl Template {
-    /// Checks the segment type and placeholders against the vocabulary.
-    pub fn check(&self, vocab: &Vocabulary) -> Result<()> {
+    /// Checks the placeholders, and the segment type with `find_segment`
+    /// (the vocabulary's lookup, which errs on an unknown name).
+    pub fn check<T>(&self, find_segment: impl Fn(&str) -> Result<T>) -> Result<()> {
         let bad = |reason: String| Error::InvalidData {
             file: "templates.toml".into(),
             reason: format!("template `{}`: {reason}", self.text),
         };
         if self.segment != "*" {
-            vocab
-                .segment(&self.segment)
-                .map_err(|e| bad(e.to_string()))?;
+            find_segment(&self.segment).map_err(|e| bad(e.to_string()))?;
         }
         for (is_key, p) in pieces(&self.text).map_err(bad)? {
             if is_key && !PLACEHOLDERS.contains(&p) {
@@ -110,117 +108,9 @@ impl Template {
     }
 }
 
-impl Vocabulary {
-    /// A caption for a clip: among the templates of its segment type (then
-    /// the `*` ones) that `fields` can fill and that name the raga when it
-    /// is known, the one picked by `key`
-    /// (e.g. a hash of the clip's id, so captions are stable across runs).
-    pub fn caption(&self, fields: &CaptionFields, key: u64) -> String {
-        let segment = fields
-            .segment
-            .as_deref()
-            .and_then(|s| self.segment(s).ok())
-            .map(|s| s.name.as_str());
-        // A known raga is always named: that is what the model must learn.
-        let usable = |t: &&Template| fields.raga.is_none() || t.text.contains("{raga}");
-        let specific: Vec<String> = self
-            .templates
-            .iter()
-            .filter(|t| Some(t.segment.as_str()) == segment)
-            .filter(usable)
-            .filter_map(|t| t.render(fields))
-            .collect();
-        let pool = if specific.is_empty() {
-            self.templates
-                .iter()
-                .filter(|t| t.segment == "*")
-                .filter(usable)
-                .filter_map(|t| t.render(fields))
-                .collect()
-        } else {
-            specific
-        };
-        if pool.is_empty() {
-            return "Carnatic music".into();
-        }
-        pool[(key % pool.len() as u64) as usize].clone()
-    }
-}
-
 /// A stable 64-bit hash of a string (FNV-1a), for picking templates.
 pub fn stable_hash(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn fields() -> CaptionFields {
-        CaptionFields {
-            raga: Some("Todi".into()),
-            tala: Some("Adi".into()),
-            composer: Some("Tyagaraja".into()),
-            instrument: Some("violin".into()),
-            artist: None,
-            segment: Some("kriti".into()),
-        }
-    }
-
-    #[test]
-    fn kriti_captions_name_raga_tala_and_composer() {
-        let v = Vocabulary::builtin();
-        let all: std::collections::HashSet<String> =
-            (0..50).map(|k| v.caption(&fields(), k)).collect();
-        assert!(
-            all.contains("kriti in raga Todi, Adi tala, composer Tyagaraja"),
-            "{all:?}"
-        );
-        assert!(all.iter().all(|c| c.contains("Todi")));
-    }
-
-    #[test]
-    fn templates_needing_missing_fields_are_skipped() {
-        let v = Vocabulary::builtin();
-        let f = CaptionFields {
-            raga: Some("Kalyani".into()),
-            instrument: Some("violin".into()),
-            segment: Some("alapana".into()),
-            ..Default::default()
-        };
-        for k in 0..20 {
-            let c = v.caption(&f, k);
-            assert!(c.contains("Kalyani") && c.contains("violin"), "{c}");
-        }
-        // Kalpanaswaram templates need a tala; without one a generic
-        // template still names the raga.
-        let f = CaptionFields {
-            raga: Some("Mohanam".into()),
-            segment: Some("kalpanaswaram".into()),
-            ..Default::default()
-        };
-        for k in 0..20 {
-            assert!(v.caption(&f, k).contains("Mohanam"));
-        }
-        assert_eq!(v.caption(&CaptionFields::default(), 0), "Carnatic music");
-    }
-
-    #[test]
-    fn bad_templates_are_refused() {
-        let v = Vocabulary::builtin();
-        let t = Template {
-            segment: "kriti".into(),
-            text: "in {ragam}".into(),
-        };
-        assert!(t.check(v).unwrap_err().to_string().contains("ragam"));
-        let t = Template {
-            segment: "kriti".into(),
-            text: "in {raga".into(),
-        };
-        assert!(t.check(v).is_err());
-        assert_eq!(stable_hash("a"), stable_hash("a"));
-        assert_ne!(stable_hash("a"), stable_hash("b"));
-    }
 }

@@ -539,7 +539,7 @@ impl Vocabulary {
             segment_index,
         };
         for t in &vocab.templates {
-            t.check(&vocab)?;
+            t.check(|name| vocab.segment(name))?;
         }
         Ok(vocab)
     }

@@ -16,7 +16,8 @@ use ragafusion::musicgen::{GenerateSettings, Sampling};
 use serde_json::json;
 
 use super::progress_bar::Bar;
-use super::sd_args::{parse_device_dtype, parse_scheduler};
+use super::sd_args::parse_scheduler;
+use super::train_parts::parse_device_dtype;
 
 /// Arguments of `bench-sd`.
 #[derive(Debug, Args)]

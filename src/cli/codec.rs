@@ -1,5 +1,6 @@
 //! `audio-to-image`, `image-to-audio`, `print-params`, `sample-clips`.
 
+use super::choice::choice;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -16,7 +17,7 @@ use super::progress_bar::Bar;
 #[derive(Debug, Args)]
 pub struct ParamArgs {
     /// Parameter preset to start from.
-    #[arg(long, value_enum, default_value_t = Preset::Riffusion)]
+    #[arg(long, value_parser = choice::<Preset>(), default_value_t = Preset::Riffusion)]
     preset: Preset,
     /// Encode two channels (G and B planes) instead of one.
     #[arg(long)]
@@ -98,7 +99,7 @@ pub struct ImageToAudioArgs {
     /// Speed / quality trade-off: `fast` starts Griffin-Lim from PGHI phase
     /// and runs the image's iterations (32); `high` runs 4x as many;
     /// `riffusion` starts from random phase as riffusion does.
-    #[arg(long, value_enum, default_value_t = Quality::Fast)]
+    #[arg(long, value_parser = choice::<Quality>(), default_value_t = Quality::Fast)]
     quality: Quality,
     /// Griffin-Lim iterations, overriding the quality preset.
     #[arg(long)]
@@ -110,7 +111,7 @@ pub struct ImageToAudioArgs {
     /// Output levelling: `riffusion` (-12 dBFS RMS, peak capped at -0.1
     /// dBFS), `riffusion-clip` (riffusion's exact chain, which clips loud
     /// transients), `peak` (-0.1 dBFS peak) or `none`.
-    #[arg(long, value_enum, default_value_t = Loudness::Riffusion)]
+    #[arg(long, value_parser = choice::<Loudness>(), default_value_t = Loudness::Riffusion)]
     loudness: Loudness,
     /// Write 32-bit float WAV instead of 16-bit PCM.
     #[arg(long)]

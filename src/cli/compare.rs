@@ -8,7 +8,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{bail, Context};
 use clap::Args;
 use ragafusion::captions::{stable_hash, Vocabulary};
-use ragafusion::compare::{compare as run_compare, load_experiment, load_generator};
+use ragafusion::compare::{compare as run_compare, load_engine, load_experiment};
 use ragafusion::fsutil::write_json_atomic;
 
 use super::progress_bar::Bar;
@@ -86,7 +86,7 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
         run_setup(&steps, dir, &out)?;
     }
     let bar = Bar::new();
-    let results = run_compare(&exp, &out, vocab, &load_generator, &bar)?;
+    let results = run_compare(&exp, &out, vocab, &load_engine, &bar)?;
     println!(
         "{:<20} {:>5} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9}",
         "backend", "clips", "CNN@1", "CNN@3", "kNN@1", "kNN@3", "FD(CNN)", "s/clip"

@@ -1,6 +1,7 @@
 //! `synth` (labelled synthetic clips) and `prepare` (datasets from
 //! recordings).
 
+use super::choice::choice;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -34,10 +35,10 @@ pub struct SynthArgs {
     #[arg(long, default_value_t = 5.12)]
     duration_s: f64,
     /// Use only this timbre (default: drawn per clip).
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice::<Timbre>())]
     timbre: Option<Timbre>,
     /// Use only this segment type (default: drawn per clip).
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice::<SynthSegment>())]
     segment: Option<SynthSegment>,
     /// Use only this tala for metred segments (default: drawn per clip).
     #[arg(long)]
@@ -149,7 +150,7 @@ pub struct PrepareArgs {
     #[arg(long, default_value_t = -50.0, allow_hyphen_values = true)]
     silence_dbfs: f64,
     /// Spectrogram parameter preset (mono presets only).
-    #[arg(long, value_enum, default_value_t = Preset::Riffusion)]
+    #[arg(long, value_parser = choice::<Preset>(), default_value_t = Preset::Riffusion)]
     preset: Preset,
 }
 

@@ -2,6 +2,7 @@
 
 mod analyze;
 mod bench;
+mod choice;
 mod codec;
 mod compare;
 mod corpus;

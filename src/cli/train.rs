@@ -2,6 +2,7 @@
 //! captioned spectrogram folder, with checkpoints, resume, validation and
 //! the optional raga-classifier auxiliary loss; export to OUT/final.
 
+use super::choice::choice;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -27,7 +28,8 @@ use ragafusion::train::{LrScheduleKind, Prediction};
 use serde_json::json;
 
 use super::progress_bar::Bar;
-use super::sd_args::{parse_device_dtype, slug, write_outputs, OutputArgs};
+use super::train_parts::parse_device_dtype;
+use ragafusion::engine::{slug, spectrogram_output, write_outputs};
 
 /// Arguments of `train`. Every option can also come from `--options
 /// FILE.toml` (same names with underscores); flags override the file.
@@ -69,7 +71,7 @@ pub struct TrainArgs {
     learning_rate: Option<f64>,
     /// constant, constant_with_warmup, linear, cosine, cosine_with_restarts,
     /// polynomial (default constant).
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice::<LrScheduleKind>())]
     lr_scheduler: Option<LrScheduleKind>,
     /// Warm-up steps (default 500; ignored by constant).
     #[arg(long)]
@@ -394,21 +396,17 @@ fn validation(
                 t.sd.txt2img(&settings, &text, shape, None, &mut noise, &quiet)?;
             let image = t.sd.decode_latents(&latents)?;
             let name = format!("{i}-{}", slug(prompt));
-            let output = OutputArgs {
-                out: dir.clone(),
-                name: Some(name.clone()),
-                quality: Quality::Fast,
-            };
             let sidecar = json!({"kind": "validation", "prompt": prompt, "step": t.step});
-            write_outputs(
-                &output,
-                &name,
-                &images_to_rgb(&image)?.remove(0),
+            let made = spectrogram_output(
+                name.clone(),
+                images_to_rgb(&image)?.remove(0),
                 &params,
+                Quality::Fast,
                 o.seed,
                 sidecar,
                 &Bar::new(),
             )?;
+            println!("{}", write_outputs(&dir, &made)?.display());
             let loaded = read_png(&dir.join(format!("{name}.png")))?;
             let verdict = classifier.classify_image(&loaded, None).ok();
             records.push(json!({

@@ -11,9 +11,9 @@ use candle_core::{DType, Device, Tensor};
 use clap::Args;
 use ragafusion::diffusion::pipeline::rgb_to_images;
 use ragafusion::diffusion::vae::Vae;
-use ragafusion::diffusion::weights::{write_safetensors, WeightStore};
 use ragafusion::diffusion::{LoadOptions, StableDiffusion};
 use ragafusion::fsutil::{write_bytes_atomic, write_json_atomic};
+use ragafusion::nn::weights::{write_safetensors, WeightStore};
 use ragafusion::plot::charts::line_chart;
 use ragafusion::spectrogram::{read_png, SpectrogramParams};
 use ragafusion::train::data::read_entries;
@@ -27,7 +27,6 @@ use ragafusion::Progress;
 use serde_json::json;
 
 use super::progress_bar::Bar;
-use super::sd_args::parse_device_dtype;
 
 /// Arguments of `train-vae`.
 #[derive(Debug, Args)]
@@ -106,6 +105,12 @@ fn load_images(data: &std::path::Path) -> anyhow::Result<(Vec<Tensor>, Spectrogr
         params.get_or_insert(loaded.params);
     }
     Ok((images, params.unwrap_or_default()))
+}
+
+/// `--device` and `--dtype` together: bf16 is refused on the CPU.
+pub(super) fn parse_device_dtype(device: &str, dtype: &str) -> anyhow::Result<(Device, DType)> {
+    ragafusion::engine::device_and_dtype(device, dtype)
+        .with_context(|| format!("--device {device} --dtype {dtype}"))
 }
 
 /// Loads the pipeline at `model` in f32 on the device named by `device`.

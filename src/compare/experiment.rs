@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::captions::{stable_hash, CaptionFields, Vocabulary};
+use crate::captions::Vocabulary;
 use crate::error::{Error, Result};
 
 /// Default clip length, seconds (one riffusion clip).
@@ -91,7 +91,7 @@ pub struct BackendSpec {
     /// (reference).
     pub clips: Option<PathBuf>,
     /// Denoising steps (diffusion; default the model's `ragafusion.json`,
-    /// else 25).
+    /// else 50).
     pub steps: Option<usize>,
     /// Guidance scale (diffusion: default the model's, else 7; musicgen 3).
     pub guidance: Option<f64>,
@@ -430,7 +430,15 @@ pub fn resolve(
         }
         let text = match &p.text {
             Some(t) => t.clone(),
-            None => caption(p, &raga.name, vocab).map_err(|err| bad(file, &field("text"), err))?,
+            None => vocab
+                .caption_of_labels(
+                    &raga.name,
+                    p.tala.as_deref(),
+                    p.segment.as_deref(),
+                    p.composer.as_deref(),
+                    p.instrument.as_deref(),
+                )
+                .map_err(|err| bad(file, &field("text"), err))?,
         };
         prompts.push(Prompt {
             id,
@@ -444,23 +452,6 @@ pub fn resolve(
         experiment: e,
         prompts,
     })
-}
-
-/// A caption from a prompt's labels, names checked against the vocabulary.
-fn caption(p: &PromptSpec, raga: &str, vocab: &Vocabulary) -> Result<String> {
-    let name = |v: &Option<String>,
-                find: &dyn Fn(&str) -> Result<String>|
-     -> Result<Option<String>> { v.as_deref().map(find).transpose() };
-    let fields = CaptionFields {
-        raga: Some(raga.to_string()),
-        tala: name(&p.tala, &|n| Ok(vocab.tala(n)?.name.clone()))?,
-        composer: name(&p.composer, &|n| Ok(vocab.composer(n)?.name.clone()))?,
-        instrument: name(&p.instrument, &|n| Ok(vocab.instrument(n)?.name.clone()))?,
-        segment: name(&p.segment, &|n| Ok(vocab.segment(n)?.name.clone()))?,
-        artist: None,
-    };
-    let key = format!("{raga}|{:?}|{:?}|{:?}", p.tala, p.segment, p.composer);
-    Ok(vocab.caption(&fields, stable_hash(&key)))
 }
 
 #[cfg(test)]

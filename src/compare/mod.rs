@@ -17,12 +17,12 @@ pub mod run;
 pub mod summary;
 
 pub use experiment::{load_experiment, Experiment, Resolved};
-pub use run::{load_generator, run_experiment, ClipRecord, RunOutput};
+pub use run::{clip_request, load_engine, run_experiment, ClipRecord, RunOutput};
 
 use std::path::Path;
 
-use crate::backend::Generator;
 use crate::captions::Vocabulary;
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::raga::classifier::Classifier;
@@ -76,7 +76,7 @@ pub fn compare(
     exp: &Resolved,
     out: &Path,
     vocab: &Vocabulary,
-    load: &dyn Fn(&BackendSpec) -> Result<Box<dyn Generator>>,
+    load: &dyn Fn(&BackendSpec) -> Result<Engine>,
     progress: &dyn Progress,
 ) -> Result<Results> {
     let (judges, info) = load_judges(exp)?;

@@ -15,14 +15,12 @@ use serde::{Deserialize, Serialize};
 use super::analysis::{analyse_clip, ClipAnalysis, Judges, ANALYSIS_VERSION};
 use super::experiment::{BackendKind, BackendSpec, Prompt, Resolved};
 use crate::audio::{read_audio, write_wav, Audio, WavFormat};
-use crate::backend::{device_and_dtype, DiffusionGenerator, Generator, MusicgenGenerator, Request};
 use crate::captions::{stable_hash, Vocabulary};
-use crate::diffusion::bench::{peak_rss_mib, reset_peak_rss};
 use crate::diffusion::defaults::default_model_dir;
-use crate::diffusion::{LoadOptions, SampleSettings, SamplerKind, StableDiffusion};
+use crate::engine::{defaults, Backend, Engine, GenerateRequest, ModelSpec, MusicgenOptions};
 use crate::error::{Error, Result};
 use crate::fsutil::write_json_atomic;
-use crate::musicgen::{GenerateSettings, MusicGen, Sampling};
+use crate::memory::{peak_rss_mib, reset_peak_rss};
 use crate::progress::Progress;
 use crate::raga::dataset::{list_labelled, LabelledClip};
 use crate::spectrogram::image::DEFAULT_MAX_VALUE;
@@ -110,74 +108,67 @@ pub fn model_fingerprint(dir: &Path) -> Result<String> {
     crate::fsutil::content_hash(&files)
 }
 
-/// Loads the generator of a backend.
-pub fn load_generator(spec: &BackendSpec) -> Result<Box<dyn Generator>> {
-    let named = || {
-        spec.model
-            .clone()
-            .ok_or_else(|| Error::param("model", format!("backend `{}` has no model", spec.name)))
+/// The engine of a generating backend.
+pub fn load_engine(spec: &BackendSpec) -> Result<Engine> {
+    let backend = match spec.kind()? {
+        BackendKind::Diffusion => Backend::Diffusion,
+        BackendKind::Musicgen => Backend::Musicgen,
+        BackendKind::Reference => {
+            return Err(Error::param(
+                "kind",
+                format!("backend `{}` reads clips; it has no generator", spec.name),
+            ))
+        }
     };
-    let (device, dtype) = device_and_dtype(
-        spec.device.as_deref().unwrap_or("cpu"),
-        spec.dtype.as_deref().unwrap_or("f32"),
-    )?;
-    match spec.kind()? {
-        BackendKind::Diffusion => {
-            let model = match &spec.model {
-                Some(m) => m.clone(),
-                None => default_model_dir()?,
-            };
-            let opts = LoadOptions {
-                dtype,
-                vae_dtype: candle_core::DType::F32,
-                device,
-                variant: None,
-            };
-            let sd = StableDiffusion::load(&model, &opts)?;
-            let sampler = spec
-                .scheduler
-                .as_deref()
-                .map(SamplerKind::parse)
-                .transpose()?;
-            let fallback = SampleSettings {
-                sampler: SamplerKind::Pndm,
-                steps: 25,
-                guidance: 7.0,
-            };
-            let sampling = sd
-                .defaults
-                .settings(sampler, spec.steps, spec.guidance, fallback);
-            let mut g = DiffusionGenerator::new(sd, sampling)?;
-            g.negative = spec.negative.clone();
-            if let Some(q) = &spec.quality {
-                g.inversion.quality = clap::ValueEnum::from_str(q, true).map_err(|_| {
-                    Error::param(
-                        "quality",
-                        format!("`{q}`: expected fast, high or riffusion"),
-                    )
-                })?;
-            }
-            Ok(Box::new(g))
-        }
-        BackendKind::Musicgen => {
-            let m = MusicGen::load(&named()?, &device, dtype)?;
-            let settings = GenerateSettings {
-                guidance: spec.guidance.unwrap_or(3.0),
-                sampling: Sampling {
-                    greedy: spec.greedy.unwrap_or(false),
-                    temperature: spec.temperature.unwrap_or(1.0),
-                    top_k: spec.top_k.unwrap_or(250),
-                    top_p: spec.top_p.unwrap_or(0.0),
-                },
-                seed: 0,
-            };
-            Ok(Box::new(MusicgenGenerator::new(m, settings)))
-        }
-        BackendKind::Reference => Err(Error::param(
-            "kind",
-            format!("backend `{}` reads clips; it has no generator", spec.name),
-        )),
+    if backend == Backend::Musicgen && spec.model.is_none() {
+        return Err(Error::param(
+            "model",
+            format!("backend `{}` has no model", spec.name),
+        ));
     }
+    Engine::load(&ModelSpec {
+        backend,
+        dir: spec.model.clone(),
+        device: spec
+            .device
+            .clone()
+            .unwrap_or_else(|| defaults::DEVICE.into()),
+        dtype: spec.dtype.clone().unwrap_or_else(|| defaults::DTYPE.into()),
+        ..ModelSpec::default()
+    })
+}
+
+/// The request a backend's settings make for one prompt, seed and length;
+/// the tonic goes to models that play it (the caption carries it to the
+/// others).
+pub fn clip_request(
+    spec: &BackendSpec,
+    engine: &Engine,
+    prompt: &Prompt,
+    seed: u64,
+    seconds: f64,
+) -> Result<GenerateRequest> {
+    let musicgen = MusicgenOptions::default();
+    Ok(GenerateRequest {
+        negative: spec.negative.clone(),
+        seconds: Some(seconds),
+        tonic_hz: prompt.tonic_hz.filter(|_| engine.plays_tonics()),
+        sampler: spec.scheduler.as_deref().map(str::parse).transpose()?,
+        steps: spec.steps,
+        guidance: spec.guidance,
+        quality: match &spec.quality {
+            Some(q) => q.parse()?,
+            None => defaults::QUALITY,
+        },
+        musicgen: MusicgenOptions {
+            greedy: spec.greedy.unwrap_or(musicgen.greedy),
+            top_k: spec.top_k.unwrap_or(musicgen.top_k),
+            top_p: spec.top_p.unwrap_or(musicgen.top_p),
+            temperature: spec.temperature.unwrap_or(musicgen.temperature),
+            ..musicgen
+        },
+        ..GenerateRequest::new(prompt.text.clone(), seed)
+    })
 }
 
 /// The settings of a backend as written in the experiment (the source of
@@ -285,7 +276,7 @@ pub fn run_experiment(
     out: &Path,
     judges: &Judges,
     vocab: &Vocabulary,
-    load: &dyn Fn(&BackendSpec) -> Result<Box<dyn Generator>>,
+    load: &dyn Fn(&BackendSpec) -> Result<Engine>,
     progress: &dyn Progress,
 ) -> Result<RunOutput> {
     let seeds = &exp.experiment.seeds;
@@ -338,7 +329,7 @@ pub fn run_experiment(
                 }
             }
         } else {
-            let mut generator: Option<Box<dyn Generator>> = None;
+            let mut generator: Option<(Engine, serde_json::Value)> = None;
             for prompt in &exp.prompts {
                 for &seed in seeds {
                     let record = generated_clip(
@@ -360,9 +351,9 @@ pub fn run_experiment(
                     }
                 }
             }
-            if let Some(g) = &generator {
+            if let Some((_, effective)) = &generator {
                 run.settings = serde_json::json!({"experiment": spec_settings(spec),
-                                                  "effective": g.settings()});
+                                                  "effective": effective});
             } else if let Some(p) = &previous {
                 run.settings = p.settings.clone();
             }
@@ -433,8 +424,8 @@ fn generated_clip(
     seed: u64,
     judges: &Judges,
     vocab: &Vocabulary,
-    load: &dyn Fn(&BackendSpec) -> Result<Box<dyn Generator>>,
-    generator: &mut Option<Box<dyn Generator>>,
+    load: &dyn Fn(&BackendSpec) -> Result<Engine>,
+    generator: &mut Option<(Engine, serde_json::Value)>,
     run: &mut BackendRun,
     progress: &dyn Progress,
 ) -> Result<ClipRecord> {
@@ -453,10 +444,19 @@ fn generated_clip(
         progress.status(&format!("{}: loading", spec.name));
         run.peak_rss_isolated = reset_peak_rss();
         let t0 = Instant::now();
-        *generator = Some(load(spec)?);
+        let engine = load(spec)?;
         run.load_s = Some(t0.elapsed().as_secs_f64());
+        let request = clip_request(spec, &engine, prompt, seed, seconds)?;
+        let effective = engine.effective_settings(&request)?;
+        *generator = Some((engine, effective));
     }
-    let g = generator.as_ref().expect("loaded above");
+    let Some((engine, _)) = generator.as_ref() else {
+        return Err(Error::param(
+            "backend",
+            format!("`{}` did not load", spec.name),
+        ));
+    };
+    let request = clip_request(spec, engine, prompt, seed, seconds)?;
     let inner = Inner {
         outer: progress,
         label: format!("{} {id}", spec.name),
@@ -465,15 +465,7 @@ fn generated_clip(
         what: Mutex::new(String::new()),
     };
     let t0 = Instant::now();
-    let made = g.generate(
-        &Request {
-            prompt: &prompt.text,
-            seed,
-            seconds,
-            tonic_hz: prompt.tonic_hz,
-        },
-        &inner,
-    )?;
+    let made = engine.generate(&request, &inner)?.remove(0);
     let generate_s = t0.elapsed().as_secs_f64();
     let duration_s = made.audio.duration_s();
     let raga = vocab.raga(&prompt.raga)?;

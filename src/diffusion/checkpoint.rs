@@ -4,19 +4,20 @@
 //! bf16 (with diffusers' `.fp16` variant names); every tensor is checked by
 //! name and shape and every tensor of a file must be used.
 
+use crate::fsutil::read_json;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
 
 use super::clip::ClipTextModel;
-use super::config::{read_json, ClipTextConfig, UnetConfig, VaeConfig};
+use super::config::{ClipTextConfig, UnetConfig, VaeConfig};
 use super::defaults::{ModelDefaults, DEFAULTS_FILE};
 use super::schedulers::SchedulerConfig;
 use super::tokenizer::ClipTokenizer;
 use super::unet::Unet;
 use super::vae::Vae;
-use super::weights::{tensor_err, WeightStore};
 use crate::error::{Error, Result};
+use crate::nn::weights::{tensor_err, WeightStore};
 use crate::spectrogram::SpectrogramParams;
 
 /// How to load a checkpoint.

@@ -9,7 +9,7 @@ use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::{Embedding, Linear, VarBuilder};
 
 use super::config::ClipTextConfig;
-use super::layers::{linear, LayerNorm};
+use crate::nn::layers::{linear, LayerNorm};
 
 #[derive(Debug, Clone)]
 struct EncoderLayer {

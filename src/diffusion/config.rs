@@ -12,12 +12,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// Reads and parses a JSON config file.
-pub fn read_json<T: for<'de> Deserialize<'de>>(file: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::invalid_data(file, e.to_string()))
-}
-
 /// A value given either once for every block or per block.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]

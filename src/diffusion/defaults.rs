@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::config::read_json;
 use super::{SampleSettings, SamplerKind};
 use crate::captions::shruti::split_shruti;
 use crate::error::{Error, Result};
+use crate::fsutil::read_json;
 use crate::spectrogram::transpose::transpose_image;
 use crate::spectrogram::{SpectrogramImage, SpectrogramParams};
 

@@ -17,7 +17,7 @@ use candle_core::{DType, Device, Tensor};
 use super::checkpoint::StableDiffusion;
 use super::pipeline::{check_finite, Conditioning, GuidedUnet, SampleSettings};
 use super::schedulers::NoiseSource;
-use super::terr;
+use crate::error::terr;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 

@@ -2,12 +2,12 @@
 //! loading in the diffusers layout, the models, the samplers and the
 //! sampling pipeline.
 //!
+//! The layers, tensor stores and segmented forwards they are built from
+//! live in [`crate::nn`].
+//!
 //! ```text
-//! weights.rs      strict tensor stores (safetensors, PyTorch .bin)
 //! config.rs       unet / vae / text_encoder configs, validated
-//! layers.rs       shared differentiable building blocks
 //! transformer.rs  the UNet's spatial transformer
-//! segments.rs     segmented forwards, gradient checkpointing
 //! unet.rs         UNet2DConditionModel
 //! vae.rs          AutoencoderKL
 //! clip.rs         CLIPTextModel
@@ -21,32 +21,18 @@
 
 pub mod bench;
 pub mod bpe;
-pub mod channel_ops;
 pub mod checkpoint;
 pub mod clip;
 pub mod config;
-pub mod conv_cpu;
 pub mod defaults;
-pub mod layers;
 pub mod longform;
 pub mod pipeline;
 pub mod schedulers;
-pub mod segments;
 pub mod tokenizer;
 pub mod transformer;
 pub mod unet;
 pub mod vae;
-pub mod weights;
 
 pub use checkpoint::{LoadOptions, StableDiffusion};
 pub use pipeline::{Conditioning, Inpaint, SampleSettings};
 pub use schedulers::{NoiseSource, RecordedNoise, SamplerKind, SchedulerConfig, SeededNoise};
-
-/// Wraps a candle error as [`crate::Error::Tensor`] with what was being
-/// computed.
-pub(crate) fn terr(context: &'static str) -> impl Fn(candle_core::Error) -> crate::Error {
-    move |e| crate::Error::Tensor {
-        context: context.into(),
-        reason: e.to_string(),
-    }
-}

@@ -10,8 +10,8 @@ use candle_core::{DType, Device, Tensor};
 
 use super::checkpoint::StableDiffusion;
 use super::schedulers::{NoiseSource, Sampler, SamplerKind};
-use super::terr;
 use super::unet::Unet;
+use crate::error::terr;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::spectrogram::SpectrogramImage;
@@ -443,7 +443,7 @@ pub(crate) fn check_finite(latents: &Tensor, step: usize) -> Result<()> {
     if s.is_finite() {
         Ok(())
     } else {
-        Err(Error::Tensor {
+        Err(Error::Numeric {
             context: format!("denoising step {}", step + 1),
             reason: "latents became NaN or infinite (try f32 or bf16 instead of f16)".into(),
         })
@@ -484,7 +484,7 @@ pub fn slerp(alpha: f64, a: &Tensor, b: &Tensor) -> Result<Tensor> {
 pub fn images_to_rgb(images: &Tensor) -> Result<Vec<SpectrogramImage>> {
     let (b, c, h, w) = images.dims4().map_err(terr("images"))?;
     if c != 3 {
-        return Err(Error::Tensor {
+        return Err(Error::Numeric {
             context: "images".into(),
             reason: format!("expected 3 channels, got {c}"),
         });

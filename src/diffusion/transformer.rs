@@ -6,7 +6,7 @@
 use candle_core::{Module, Result, Tensor, D};
 use candle_nn::{Linear, VarBuilder};
 
-use super::layers::{conv2d, group_norm, linear, Attention, Conv2d, GroupNorm, LayerNorm};
+use crate::nn::layers::{conv2d, group_norm, linear, Attention, Conv2d, GroupNorm, LayerNorm};
 
 /// The GEGLU feed-forward: `net.0.proj` to twice the inner width, value
 /// times exact-GELU(gate), `net.2` back.

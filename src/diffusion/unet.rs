@@ -1,17 +1,17 @@
 //! The SD 1.x / 2.x `UNet2DConditionModel`, with diffusers' tensor names.
 //!
-//! Built from differentiable ops only (see [`super::layers`]) so that the
+//! Built from differentiable ops only (see [`crate::nn::layers`]) so that the
 //! same model is trained by `train`; takes one timestep per sample.
 
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::{Linear, VarBuilder};
 
 use super::config::UnetConfig;
-use super::layers::{
+use super::transformer::SpatialTransformer;
+use crate::nn::layers::{
     conv2d, group_norm, linear, Conv2d, Downsample, GroupNorm, ResnetBlock, Upsample,
 };
-use super::segments::{self, Segment};
-use super::transformer::SpatialTransformer;
+use crate::nn::segments::{self, Segment};
 
 /// Sinusoidal embedding of `timesteps` (`[batch]`, any numeric dtype) into
 /// `dim` channels, diffusers' `get_timestep_embedding`.

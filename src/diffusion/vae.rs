@@ -4,7 +4,7 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::config::VaeConfig;
-use super::layers::{
+use crate::nn::layers::{
     conv2d, group_norm, Attention, Conv2d, Downsample, GroupNorm, ResnetBlock, Upsample,
 };
 

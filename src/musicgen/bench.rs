@@ -13,9 +13,10 @@ use super::encodec::Encodec;
 use super::generate::{generate_codes, GenerateSettings};
 use super::model::Memory;
 use super::t5::T5Encoder;
-use crate::diffusion::bench::{peak_rss_mib, RandomWeights};
-use crate::diffusion::terr;
+use crate::error::terr;
 use crate::error::{Error, Result};
+use crate::memory::peak_rss_mib;
+use crate::nn::random::RandomWeights;
 use crate::progress::Progress;
 
 /// What to benchmark.
@@ -84,7 +85,7 @@ pub fn run_musicgen_benchmark(
     let h = cfg.decoder.hidden_size;
     let decoder = Decoder::new(&vb.pp("decoder"), &cfg.decoder, h).map_err(terr("musicgen"))?;
     let text = T5Encoder::new(&vb32.pp("text_encoder"), &cfg.text).map_err(terr("musicgen"))?;
-    let proj = crate::diffusion::layers::linear(&vb32, "enc_to_dec_proj", cfg.text.d_model, h)
+    let proj = crate::nn::layers::linear(&vb32, "enc_to_dec_proj", cfg.text.d_model, h)
         .map_err(terr("musicgen"))?;
     let codec = Encodec::new(&vb32.pp("audio_encoder"), &cfg.codec).map_err(terr("musicgen"))?;
     let decoder_parameters = count_decoder_parameters(&cfg.decoder);

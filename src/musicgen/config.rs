@@ -423,7 +423,7 @@ impl DecoderConfig {
 impl MusicgenConfig {
     /// Reads and validates `config.json`.
     pub fn read(file: &Path) -> Result<Self> {
-        let config: Self = crate::diffusion::config::read_json(file)?;
+        let config: Self = crate::fsutil::read_json(file)?;
         config.validate(file)?;
         Ok(config)
     }

@@ -137,7 +137,9 @@ fn dots_block(x: &[f32], w: &[f32], out: &mut [f32], m: usize, k: usize) {
     {
         if simd::available() {
             for (wrow, out_row) in w.chunks_exact(k).zip(out.chunks_mut(m)) {
-                // SAFETY: the CPU has the features (checked above).
+                // SAFETY: the CPU has AVX2, FMA and F16C (checked above);
+                // `wrow` is one row of k weights and `x` holds m rows of k,
+                // m = out_row.len(), which the kernel asserts before reading.
                 unsafe { simd::row_f32(wrow, x, out_row, k) };
             }
             return;
@@ -152,7 +154,9 @@ fn dots_block_f16(x: &[f32], w: &[f16], out: &mut [f32], m: usize, k: usize) {
     {
         if simd::available() {
             for (wrow, out_row) in w.chunks_exact(k).zip(out.chunks_mut(m)) {
-                // SAFETY: the CPU has the features (checked above).
+                // SAFETY: the CPU has AVX2, FMA and F16C (checked above);
+                // `wrow` is one row of k weights and `x` holds m rows of k,
+                // m = out_row.len(), which the kernel asserts before reading.
                 unsafe { simd::row_f16(wrow, x, out_row, k) };
             }
             return;
@@ -182,6 +186,11 @@ mod simd {
             && is_x86_feature_detected!("f16c")
     }
 
+    /// The sum of the eight lanes.
+    ///
+    /// # Safety
+    ///
+    /// The CPU must have AVX2 and FMA ([`available`]).
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn hsum(v: __m256) -> f32 {
@@ -196,9 +205,20 @@ mod simd {
     /// The body of [`row_f32`] / [`row_f16`]: `out[i] = w . x[i]` for
     /// every row `i` of `x` (`out.len()` rows of `k`); `$load` gives the 8
     /// weights at `$j` widened to f32, `$tail` the one weight at `$j`.
+    ///
+    /// Bounds: it first asserts `w.len() >= k` and `x.len() >= out.len() *
+    /// k`. Vector loads then read `w[j..j + 8]` and `x[i * k + j..][..8]`
+    /// only for `j + 8 <= k / 32 * 32 <= k`, and scalar reads only for `j <
+    /// k`, so every read is inside the slices. The prefetch address may lie
+    /// past the end of `w`; it is formed with `wrapping_add` (no pointer
+    /// arithmetic past the allocation) and a prefetch never faults.
     macro_rules! row_kernel {
-        ($j:ident => $load:expr, $tail:expr, $prefetch:expr, $x:expr, $out:expr, $k:expr) => {{
+        ($j:ident => $load:expr, $tail:expr, $prefetch:expr, $wlen:expr, $x:expr, $out:expr, $k:expr) => {{
             let (x, out, k) = ($x, $out, $k);
+            assert!(
+                $wlen >= k && x.len() >= out.len() * k,
+                "gemv row: operands too short"
+            );
             let body = k / 32 * 32;
             let m = out.len();
             let mut i = 0;
@@ -241,28 +261,42 @@ mod simd {
         }};
     }
 
-    /// One f32 weight row against every input row.
+    /// One f32 weight row against every input row: `out[i] = w[..k] .
+    /// x[i * k..(i + 1) * k]`. Panics when `w` has fewer than `k` values or
+    /// `x` fewer than `out.len()` rows of `k`.
+    ///
+    /// # Safety
+    ///
+    /// The CPU must have AVX2, FMA and F16C ([`available`]). The slice
+    /// bounds are checked inside.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn row_f32(w: &[f32], x: &[f32], out: &mut [f32], k: usize) {
+    pub(super) unsafe fn row_f32(w: &[f32], x: &[f32], out: &mut [f32], k: usize) {
         let p = w.as_ptr();
         row_kernel!(
             j => _mm256_loadu_ps(p.add(j)),
             w[j],
-            _mm_prefetch::<_MM_HINT_T0>(p.add(j + 1024) as *const i8),
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(j + 1024) as *const i8),
+            w.len(),
             x,
             out,
             k
         )
     }
 
-    /// One f16 weight row against every input row.
+    /// One f16 weight row against every input row, as [`row_f32`].
+    ///
+    /// # Safety
+    ///
+    /// The CPU must have AVX2, FMA and F16C ([`available`]). The slice
+    /// bounds are checked inside.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn row_f16(w: &[f16], x: &[f32], out: &mut [f32], k: usize) {
+    pub(super) unsafe fn row_f16(w: &[f16], x: &[f32], out: &mut [f32], k: usize) {
         let p = w.as_ptr() as *const u8;
         row_kernel!(
             j => _mm256_cvtph_ps(_mm_loadu_si128(p.add(2 * j) as *const __m128i)),
             w[j].to_f32(),
-            _mm_prefetch::<_MM_HINT_T0>(p.add(2 * j + 4096) as *const i8),
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(2 * j + 4096) as *const i8),
+            w.len(),
             x,
             out,
             k

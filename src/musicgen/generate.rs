@@ -11,7 +11,7 @@ use super::delay::DelayPattern;
 use super::model::{Memory, MusicGen};
 use super::sampling::Sampling;
 use crate::audio::Audio;
-use crate::diffusion::terr;
+use crate::error::terr;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 

@@ -15,10 +15,10 @@ use super::config::MusicgenConfig;
 use super::decoder::Decoder;
 use super::encodec::Encodec;
 use super::t5::T5Encoder;
-use crate::diffusion::layers::linear;
-use crate::diffusion::terr;
-use crate::diffusion::weights::{tensor_err, WeightStore};
+use crate::error::terr;
 use crate::error::{Error, Result};
+use crate::nn::layers::linear;
+use crate::nn::weights::{tensor_err, WeightStore};
 
 /// Text memory for the decoder: `[b, s, W]` and its 0/1 mask `[b, s]`.
 #[derive(Debug, Clone)]
@@ -66,7 +66,7 @@ fn weight_files(dir: &Path) -> Result<(Vec<PathBuf>, PathBuf)> {
         if !f.is_file() {
             continue;
         }
-        let json: serde_json::Value = crate::diffusion::config::read_json(&f)?;
+        let json: serde_json::Value = crate::fsutil::read_json(&f)?;
         let map = json
             .get("weight_map")
             .and_then(|m| m.as_object())

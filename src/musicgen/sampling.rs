@@ -53,7 +53,7 @@ impl Sampling {
     /// The token for one row of logits.
     pub fn pick(&self, logits: &[f32], rng: &mut impl Rng) -> Result<u32> {
         if logits.iter().any(|v| v.is_nan()) {
-            return Err(Error::Tensor {
+            return Err(Error::Numeric {
                 context: "sampling".into(),
                 reason: "the logits contain NaN".into(),
             });

@@ -7,7 +7,7 @@ use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::{Embedding, Linear, VarBuilder};
 
 use super::config::T5Config;
-use crate::diffusion::layers::linear_no_bias;
+use crate::nn::layers::linear_no_bias;
 
 /// T5's RMS norm: no mean, no bias, computed in f32.
 #[derive(Debug, Clone)]

@@ -19,9 +19,10 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::pitch_image::{pitch_image, PitchAxis, PitchImage};
-use crate::diffusion::weights::write_safetensors;
-use crate::error::{Error, Result};
+use crate::error::{terr, Error, Result};
 use crate::fsutil::{read_bytes, write_json_atomic};
+use crate::nn::ops::{conv3x3, max_pool_2x2};
+use crate::nn::weights::write_safetensors;
 use crate::spectrogram::{SpectrogramImage, SpectrogramParams};
 
 /// The `kind` written in a CNN's config.json.
@@ -121,14 +122,6 @@ pub struct CnnModel {
     params: Vec<(String, Var)>,
 }
 
-/// Converts a candle error into the library's error, naming `what`.
-pub(crate) fn tensor_err(what: &str) -> impl Fn(candle_core::Error) -> Error + '_ {
-    move |e| Error::Tensor {
-        context: what.to_string(),
-        reason: e.to_string(),
-    }
-}
-
 impl CnnModel {
     /// A fresh model: He-uniform weights and zero biases from `seed`.
     pub fn new(config: CnnConfig, seed: u64) -> Result<Self> {
@@ -148,7 +141,7 @@ impl CnnModel {
                 };
                 let t = Tensor::from_vec(values, shape, &Device::Cpu)
                     .and_then(|t| Var::from_tensor(&t))
-                    .map_err(tensor_err(&name))?;
+                    .map_err(terr(&name))?;
                 Ok((name, t))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -170,7 +163,7 @@ impl CnnModel {
                     .as_tensor()
                     .to_dtype(dtype)
                     .and_then(|t| Var::from_tensor(&t))
-                    .map_err(tensor_err(n))?;
+                    .map_err(terr(n))?;
                 Ok((n.clone(), t))
             })
             .collect::<Result<_>>()?;
@@ -290,14 +283,14 @@ impl CnnModel {
                 data.extend(p.window(s, win));
             }
             let x = Tensor::from_vec(data, (chunk.len(), 1, p.bins, win), &Device::Cpu)
-                .map_err(tensor_err("classifier input"))?;
+                .map_err(terr("classifier input"))?;
             let (hidden, prob) = self
                 .hidden(&x, None)
                 .and_then(|h| {
                     let prob = candle_nn::ops::softmax(&self.logits(&h)?, D::Minus1)?;
                     Ok((h.to_vec2::<f32>()?, prob.to_vec2::<f32>()?))
                 })
-                .map_err(tensor_err("classifier forward pass"))?;
+                .map_err(terr("classifier forward pass"))?;
             for (h, row) in hidden.into_iter().zip(prob) {
                 for (acc, v) in probs.iter_mut().zip(row) {
                     *acc += v as f64 * share;
@@ -401,42 +394,6 @@ impl CnnModel {
         }
         Ok(CnnModel { config, params })
     }
-}
-
-/// 3x3 convolution, stride 1, zero padding 1, as nine shifted views and
-/// one matrix product. Its backward pass is a matrix product and slice
-/// additions, several times faster on the CPU than candle's direct
-/// transposed convolution.
-fn conv3x3(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
-    let (b, c, h, wd) = x.dims4()?;
-    let c_out = w.dim(0)?;
-    let padded = x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?;
-    let mut shifted = Vec::with_capacity(9);
-    for dy in 0..3 {
-        for dx in 0..3 {
-            shifted.push(padded.narrow(2, dy, h)?.narrow(3, dx, wd)?.unsqueeze(2)?);
-        }
-    }
-    // [b, c, 9, h, w] -> [b, c * 9, h * w]; column c * 9 + k matches the
-    // weight's [c_out, c, 3, 3] layout flattened.
-    let cols = Tensor::cat(&shifted, 2)?.reshape((b, c * 9, h * wd))?;
-    let w = w
-        .reshape((1, c_out, c * 9))?
-        .broadcast_as((b, c_out, c * 9))?;
-    w.matmul(&cols)?.reshape((b, c_out, h, wd))
-}
-
-/// 2x2 max pooling (odd edges dropped) built from reshape + max, whose
-/// backward pass is exact. (candle 0.11's `max_pool2d` backward scales the
-/// gradient by 1/4 for a unique maximum.)
-fn max_pool_2x2(x: &Tensor) -> candle_core::Result<Tensor> {
-    let (b, c, h, w) = x.dims4()?;
-    let (h2, w2) = (h / 2, w / 2);
-    x.narrow(2, 0, 2 * h2)?
-        .narrow(3, 0, 2 * w2)?
-        .reshape((b, c, h2, 2, w2, 2))?
-        .max(5)?
-        .max(3)
 }
 
 /// Serialises named f32 variables to safetensors bytes.

@@ -10,8 +10,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use super::cnn::{tensor_err, CnnConfig, CnnModel};
+use super::cnn::{CnnConfig, CnnModel};
 use super::pitch_image::PitchImage;
+use crate::error::terr;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 
@@ -127,7 +128,7 @@ pub fn train_cnn(
             ..Default::default()
         },
     )
-    .map_err(tensor_err("optimizer"))?;
+    .map_err(terr("optimizer"))?;
     let steps_per_epoch = examples.len().div_ceil(opts.batch_size);
     let total_steps = (opts.epochs * steps_per_epoch) as f64;
     let mut order: Vec<usize> = (0..examples.len()).collect();
@@ -221,9 +222,9 @@ pub fn train_cnn(
                 }
                 Ok((loss_sum / batch.len() as f64, hits))
             })()
-            .map_err(tensor_err("training step"))?;
+            .map_err(terr("training step"))?;
             if !loss.is_finite() {
-                return Err(Error::Tensor {
+                return Err(Error::Numeric {
                     context: format!("training step {step}"),
                     reason: "the loss is not finite (lower the learning rate)".into(),
                 });

@@ -55,15 +55,19 @@ impl Default for SpectrogramParams {
 }
 
 /// Named parameter presets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Preset {
     /// Riffusion's defaults (riffusion-model-v1's training images).
     #[default]
     Riffusion,
     /// Riffusion's "20 kHz" set: stereo, 10 Hz - 20 kHz.
-    #[value(name = "20khz")]
     Hz20k,
 }
+
+crate::choices!(Preset, "preset", [
+    Riffusion => "riffusion": "riffusion's defaults",
+    Hz20k => "20khz": "riffusion's stereo 10 Hz - 20 kHz set",
+]);
 
 impl SpectrogramParams {
     /// The parameters of a named preset.

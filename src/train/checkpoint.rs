@@ -12,10 +12,10 @@ use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::trainer::Trainer;
-use crate::diffusion::weights::{write_safetensors, WeightStore};
 use crate::error::{Error, Result};
 use crate::fsutil::io_at as io;
 use crate::fsutil::write_json_atomic;
+use crate::nn::weights::{write_safetensors, WeightStore};
 
 /// `state.json` of a checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -130,7 +130,7 @@ fn take_prefixed(
 /// Restores weights, optimiser, EMA and step from checkpoint `dir`.
 pub fn load_checkpoint(trainer: &mut Trainer, dir: &Path) -> Result<()> {
     let state_file = dir.join("state.json");
-    let state: CheckpointState = crate::diffusion::config::read_json(&state_file)?;
+    let state: CheckpointState = crate::fsutil::read_json(&state_file)?;
     let names = trainer.params.names().to_vec();
     if state.trainable_tensors != names.len() {
         return Err(Error::Checkpoint {

@@ -16,9 +16,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::diffusion::pipeline::rgb_to_images;
-use crate::diffusion::terr;
 use crate::diffusion::vae::Vae;
 use crate::diffusion::SeededNoise;
+use crate::error::terr;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::spectrogram::image::decode_png;

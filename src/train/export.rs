@@ -9,19 +9,20 @@
 //! assembled under a temporary name and renamed into place. A run's
 //! checkpoint can be exported the same way, while the run goes on.
 
+use crate::fsutil::read_json;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 
 use super::trainer::Trainer;
 use crate::diffusion::checkpoint::find_weights;
-use crate::diffusion::config::{read_json, ClipTextConfig, UnetConfig, VaeConfig};
+use crate::diffusion::config::{ClipTextConfig, UnetConfig, VaeConfig};
 use crate::diffusion::defaults::DEFAULTS_FILE;
 use crate::diffusion::unet::Unet;
-use crate::diffusion::weights::{tensor_err, write_safetensors, WeightStore};
 use crate::error::{Error, Result};
 use crate::fsutil::io_at as io;
 use crate::fsutil::{write_bytes_atomic, write_json_atomic};
+use crate::nn::weights::{tensor_err, write_safetensors, WeightStore};
 use crate::spectrogram::SpectrogramParams;
 
 /// `unet/config.json` for `config`: diffusers' class name added, unset
@@ -151,7 +152,7 @@ pub fn export_diffusers(
                 let mut adapters = Vec::new();
                 for (n, t) in trainer.params.adapters(values)? {
                     let t = if n.ends_with(".lora_B.weight") {
-                        (t * scale).map_err(crate::diffusion::terr("LoRA export"))?
+                        (t * scale).map_err(crate::error::terr("LoRA export"))?
                     } else {
                         t
                     };
@@ -236,7 +237,7 @@ pub fn export_checkpoint(
     for (_, t) in tensors.iter_mut() {
         *t = t
             .to_dtype(dtype)
-            .map_err(crate::diffusion::terr("export dtype"))?;
+            .map_err(crate::error::terr("export dtype"))?;
     }
     let weights = vec![
         find_weights(

@@ -17,11 +17,11 @@ use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::trainer::LatentJudge;
-use crate::diffusion::config::read_json;
-use crate::diffusion::layers::{conv2d, group_norm, linear, Conv2d, GroupNorm};
-use crate::diffusion::terr;
-use crate::diffusion::weights::WeightStore;
+use crate::error::terr;
 use crate::error::{Error, Result};
+use crate::fsutil::read_json;
+use crate::nn::layers::{conv2d, group_norm, linear, Conv2d, GroupNorm};
+use crate::nn::weights::WeightStore;
 
 /// The `kind` in the classifier's config.json.
 pub const LATENT_CLASSIFIER_KIND: &str = "latent-raga-cnn";

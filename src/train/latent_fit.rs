@@ -16,8 +16,8 @@ use super::data::{make_batch, step_rng, BatchSettings, CachedLatent, DataEntry, 
 use super::latent_classifier::{cross_entropy, LatentClassifier, LatentClassifierConfig};
 use super::optim::{AdamW, AdamWConfig, GradAccumulator};
 use super::params::ParamSet;
-use crate::diffusion::terr;
 use crate::diffusion::SeededNoise;
+use crate::error::terr;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 

@@ -11,7 +11,7 @@
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::diffusion::terr;
+use crate::error::terr;
 use crate::error::{Error, Result};
 
 /// Which projections get adapters, and their size.

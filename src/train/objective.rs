@@ -8,7 +8,7 @@
 use candle_core::{DType, Device, Tensor};
 
 use crate::diffusion::schedulers::SchedulerConfig;
-use crate::diffusion::terr;
+use crate::error::terr;
 use crate::error::{Error, Result};
 
 /// What the UNet is trained to predict.

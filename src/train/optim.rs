@@ -8,7 +8,7 @@
 use candle_core::{backprop::GradStore, DType, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
-use crate::diffusion::terr;
+use crate::error::terr;
 use crate::error::{Error, Result};
 
 /// AdamW hyper-parameters (defaults: torch / diffusers).
@@ -103,9 +103,8 @@ impl AdamW {
 }
 
 /// A learning-rate schedule, named as in diffusers' `--lr_scheduler`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-#[value(rename_all = "snake_case")]
 pub enum LrScheduleKind {
     /// The base rate throughout (no warm-up).
     Constant,
@@ -120,6 +119,15 @@ pub enum LrScheduleKind {
     /// Linear warm-up, then polynomial (power 1) decay to 1e-7.
     Polynomial,
 }
+
+crate::choices!(LrScheduleKind, "lr_scheduler", [
+    Constant => "constant": "the base rate throughout",
+    ConstantWithWarmup => "constant_with_warmup": "linear warm-up, then the base rate",
+    Linear => "linear": "warm-up, then linear decay to 0",
+    Cosine => "cosine": "warm-up, then half a cosine down to 0",
+    CosineWithRestarts => "cosine_with_restarts": "warm-up, then restarting cosine decays",
+    Polynomial => "polynomial": "warm-up, then polynomial decay to 1e-7",
+]);
 
 /// A learning-rate schedule over a run of `total_steps` optimiser steps.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -21,10 +21,10 @@ use candle_nn::var_builder::SimpleBackend;
 use candle_nn::VarBuilder;
 
 use super::lora::{adapter_names, init_adapters, merge, LoraConfig};
-use crate::diffusion::bench::RandomWeights;
-use crate::diffusion::terr;
-use crate::diffusion::weights::unused_tensors_error;
+use crate::error::terr;
 use crate::error::{Error, Result};
+use crate::nn::random::RandomWeights;
+use crate::nn::weights::unused_tensors_error;
 
 struct Shared {
     source: PathBuf,
@@ -410,7 +410,7 @@ impl SimpleBackend for InitHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diffusion::layers::Attention;
+    use crate::nn::layers::Attention;
 
     fn attention_set(lora: Option<LoraConfig>) -> (ParamSet, Attention) {
         let dev = Device::Cpu;

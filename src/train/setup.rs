@@ -12,9 +12,9 @@ use super::params::ParamSet;
 use crate::diffusion::config::{PerBlock, UnetConfig};
 use crate::diffusion::unet::Unet;
 use crate::diffusion::vae::Vae;
-use crate::diffusion::weights::{write_safetensors, WeightStore};
 use crate::diffusion::StableDiffusion;
 use crate::error::{Error, Result};
+use crate::nn::weights::{write_safetensors, WeightStore};
 use crate::progress::Progress;
 
 /// The named UNet configs for training from scratch.
@@ -199,8 +199,7 @@ fn write_cache(path: &Path, entries: &[DataEntry], latents: &[CachedLatent]) -> 
 }
 
 fn read_cache(path: &Path) -> Result<HashMap<String, CachedLatent>> {
-    let hashes: HashMap<String, String> =
-        crate::diffusion::config::read_json(&manifest_path(path))?;
+    let hashes: HashMap<String, String> = crate::fsutil::read_json(&manifest_path(path))?;
     let store = WeightStore::open(path, &Device::Cpu)?;
     let mut out = HashMap::new();
     for (file, hash) in hashes {

@@ -24,10 +24,10 @@ use crate::captions::sampler::{sample_caption, LabelledCaption, SamplerShares};
 use crate::captions::Vocabulary;
 use crate::diffusion::clip::ClipTextModel;
 use crate::diffusion::config::ClipTextConfig;
-use crate::diffusion::layers::linear;
-use crate::diffusion::terr;
 use crate::diffusion::tokenizer::ClipTokenizer;
+use crate::error::terr;
 use crate::error::{Error, Result};
+use crate::nn::layers::linear;
 use crate::progress::Progress;
 
 /// Settings of a text-encoder run.

@@ -16,12 +16,12 @@ use super::optim::{
 };
 use super::params::ParamSet;
 use crate::diffusion::config::UnetConfig;
-use crate::diffusion::segments::{self, Tape};
-use crate::diffusion::terr;
 use crate::diffusion::unet::Unet;
-use crate::diffusion::weights::WeightStore;
 use crate::diffusion::{SeededNoise, StableDiffusion};
+use crate::error::terr;
 use crate::error::{Error, Result};
+use crate::nn::segments::{self, Tape};
+use crate::nn::weights::WeightStore;
 use crate::progress::NoProgress;
 
 /// A frozen, differentiable judge of (predicted) clean latents.

@@ -27,11 +27,11 @@ use super::data::step_rng;
 use super::optim::{clip_grad_norm, AdamW, AdamWConfig, GradAccumulator, LrSchedule};
 use super::params::ParamSet;
 use crate::diffusion::config::VaeConfig;
-use crate::diffusion::terr;
 use crate::diffusion::vae::Vae;
-use crate::diffusion::weights::{write_safetensors, WeightStore};
 use crate::diffusion::SeededNoise;
+use crate::error::terr;
 use crate::error::{Error, Result};
+use crate::nn::weights::{write_safetensors, WeightStore};
 
 /// Named VAE configs for training from scratch.
 pub const NAMED_VAE_CONFIGS: [&str; 1] = ["tiny"];

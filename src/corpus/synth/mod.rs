@@ -26,7 +26,7 @@ use stroke_kit::StrokeKit;
 pub use timbre::{Timbre, TIMBRES};
 
 /// Segment types the renderer can imitate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SynthSegment {
     /// Free-rhythm exposition, no percussion.
@@ -38,6 +38,13 @@ pub enum SynthSegment {
     /// Improvised swara passages in tala.
     Kalpanaswaram,
 }
+
+crate::choices!(SynthSegment, "segment", [
+    Alapana => "alapana": "free-rhythm exposition, no percussion",
+    Tanam => "tanam": "pulsed but unmetred, no percussion",
+    Kriti => "kriti": "composed piece in tala, percussion optional",
+    Kalpanaswaram => "kalpanaswaram": "improvised swara passages in tala",
+]);
 
 impl SynthSegment {
     /// The segment type's name in the caption vocabulary.

@@ -3,6 +3,7 @@
 //! tonic) on the other beats, light strokes (ta) on some half beats.
 //! Synthetic strokes, or recorded ones from a [`StrokeKit`].
 
+pub use super::stroke_kit::Stroke;
 use super::stroke_kit::StrokeKit;
 
 use rand::Rng;
@@ -10,18 +11,6 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::captions::Tala;
-
-/// A stroke kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Stroke {
-    /// Left-head bass with the right head: first beat of an anga.
-    Thom,
-    /// Ringing right-head stroke on the tonic: other beats.
-    Nam,
-    /// Short damped stroke: half beats.
-    Ta,
-}
 
 /// One percussion onset.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]

@@ -23,12 +23,24 @@ use std::path::{Path, PathBuf};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::percussion::Stroke;
 use crate::audio::{read_audio_as, ChannelLayout};
 use crate::error::{Error, Result};
+use serde::Serialize;
 
 /// Files kept per stroke kind.
 pub const MAX_PER_KIND: usize = 100;
+
+/// A stroke kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stroke {
+    /// Left-head bass with the right head: first beat of an anga.
+    Thom,
+    /// Ringing right-head stroke on the tonic: other beats.
+    Nam,
+    /// Short damped stroke: half beats.
+    Ta,
+}
 
 /// Folder names read as each kind, in [`Stroke`] order (thom, nam, ta).
 pub const KIND_FOLDERS: [(Stroke, &[&str]); 3] = [

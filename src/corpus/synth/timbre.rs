@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::melody::{NoteEvent, CONTROL_HZ};
 
 /// Synthetic timbres.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Timbre {
     /// Sung vowel "aa" (formants 750, 1200, 2600 Hz).
@@ -22,6 +22,13 @@ pub enum Timbre {
     /// Plucked string: each note is plucked and decays; gamakas bend it.
     Veena,
 }
+
+crate::choices!(Timbre, "timbre", [
+    Voice => "voice": "sung vowel aa",
+    Violin => "violin": "bowed string",
+    Flute => "flute": "strong fundamental, few harmonics, breath noise",
+    Veena => "veena": "plucked string; gamakas bend it",
+]);
 
 /// All timbres.
 pub const TIMBRES: [Timbre; 4] = [Timbre::Voice, Timbre::Violin, Timbre::Flute, Timbre::Veena];

@@ -261,6 +261,19 @@ pub enum SamplerKind {
     DpmPp2m,
 }
 
+impl std::str::FromStr for SamplerKind {
+    type Err = Error;
+    fn from_str(name: &str) -> Result<Self> {
+        Self::parse(name)
+    }
+}
+
+impl std::fmt::Display for SamplerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl SamplerKind {
     /// The name used on the command line and in sidecars.
     pub fn name(self) -> &'static str {

@@ -53,7 +53,7 @@ impl NoiseSource for SeededNoise {
         let v = self.values(n);
         Tensor::from_vec(v, shape, device).map_err(|e| Error::Tensor {
             context: "noise".into(),
-            reason: e.to_string(),
+            source: e,
         })
     }
 }
@@ -81,12 +81,12 @@ impl RecordedNoise {
 
 impl NoiseSource for RecordedNoise {
     fn noise(&mut self, shape: &[usize], device: &Device) -> Result<Tensor> {
-        let t = self.queue.pop_front().ok_or_else(|| Error::Tensor {
+        let t = self.queue.pop_front().ok_or_else(|| Error::Numeric {
             context: "recorded noise".into(),
             reason: "asked for more noise than was recorded".into(),
         })?;
         if t.dims() != shape {
-            return Err(Error::Tensor {
+            return Err(Error::Numeric {
                 context: "recorded noise".into(),
                 reason: format!("recorded shape {:?}, asked for {shape:?}", t.dims()),
             });
@@ -95,7 +95,7 @@ impl NoiseSource for RecordedNoise {
             .and_then(|t| t.to_device(device))
             .map_err(|e| Error::Tensor {
                 context: "recorded noise".into(),
-                reason: e.to_string(),
+                source: e,
             })
     }
 }

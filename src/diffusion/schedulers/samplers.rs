@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 fn terr(e: candle_core::Error) -> Error {
     Error::Tensor {
         context: "sampler step".into(),
-        reason: e.to_string(),
+        source: e,
     }
 }
 

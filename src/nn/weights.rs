@@ -267,7 +267,7 @@ pub fn safetensors_bytes(tensors: &[(String, Tensor)], context: &Path) -> Result
             .and_then(|t| t.contiguous())
             .map_err(|e| Error::Tensor {
                 context: format!("{}: tensor `{name}`", context.display()),
-                reason: e.to_string(),
+                source: e,
             })?;
         data.push((name.as_str(), t));
     }

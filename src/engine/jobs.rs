@@ -1,0 +1,443 @@
+//! A queue of generation jobs run one at a time on a worker thread, for
+//! front ends that take several requests (the server): models loaded once
+//! and kept, a bounded queue, progress and outputs by job, cancellation.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use super::outputs::write_outputs;
+use super::request::GenerateRequest;
+use super::{Engine, ModelSpec};
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+
+/// A job's number, unique within its queue.
+pub type JobId = u64;
+
+/// Where a job is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobState {
+    /// Waiting for the worker.
+    Queued,
+    /// Being run.
+    Running,
+    /// Finished; its outputs are written.
+    Done,
+    /// Stopped by an error (its message, with every source).
+    Failed(String),
+    /// Cancelled before or while running.
+    Cancelled,
+}
+
+impl JobState {
+    /// Whether the job will not change any more.
+    pub fn is_final(&self) -> bool {
+        !matches!(self, JobState::Queued | JobState::Running)
+    }
+}
+
+/// What a job is doing, as last reported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobStatus {
+    /// The job.
+    pub id: JobId,
+    /// Where it is.
+    pub state: JobState,
+    /// Units of work done in its current stage.
+    pub done: u64,
+    /// Units of work in its current stage.
+    pub total: u64,
+    /// The current stage (`denoising`, `Griffin-Lim`, ...).
+    pub stage: String,
+    /// The WAV of every output written so far.
+    pub outputs: Vec<PathBuf>,
+}
+
+/// A change in a job, sent to every listener.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobEvent {
+    /// The job's state changed.
+    State(JobId, JobState),
+    /// The job made progress: done of total in a stage.
+    Progress(JobId, u64, u64, String),
+    /// The job wrote an output (its WAV).
+    Output(JobId, PathBuf),
+    /// The job reported a message.
+    Message(JobId, String),
+}
+
+/// A job: which model, what to make, and where to write it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    /// The model to run it on.
+    pub model: ModelSpec,
+    /// What to make.
+    pub request: GenerateRequest,
+    /// Output folder.
+    pub out_dir: PathBuf,
+}
+
+/// Loads the engine for a model (tests may stand in their own).
+pub type Loader = dyn Fn(&ModelSpec) -> Result<Engine> + Send + Sync;
+
+struct Entry {
+    job: Job,
+    status: JobStatus,
+    cancel: Arc<AtomicBool>,
+}
+
+#[derive(Default)]
+struct State {
+    next_id: JobId,
+    pending: VecDeque<JobId>,
+    jobs: HashMap<JobId, Entry>,
+    listeners: Vec<Sender<JobEvent>>,
+    shutdown: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    wake: Condvar,
+    capacity: usize,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Updates a job's status and tells the listeners.
+    fn update(&self, id: JobId, event: JobEvent) {
+        let mut st = self.lock();
+        if let Some(e) = st.jobs.get_mut(&id) {
+            match &event {
+                JobEvent::State(_, s) => e.status.state = s.clone(),
+                JobEvent::Progress(_, done, total, stage) => {
+                    e.status.done = *done;
+                    e.status.total = *total;
+                    e.status.stage.clone_from(stage);
+                }
+                JobEvent::Output(_, wav) => e.status.outputs.push(wav.clone()),
+                JobEvent::Message(..) => {}
+            }
+        }
+        st.listeners.retain(|l| l.send(event.clone()).is_ok());
+        drop(st);
+        if matches!(event, JobEvent::State(..)) {
+            self.wake.notify_all();
+        }
+    }
+}
+
+/// A bounded queue of jobs with one worker thread.
+pub struct JobQueue {
+    shared: Arc<Shared>,
+    worker: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for JobQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobQueue")
+            .field("capacity", &self.shared.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JobQueue {
+    /// A queue holding at most `capacity` waiting jobs, loading models
+    /// with [`Engine::load`].
+    pub fn new(capacity: usize) -> Self {
+        Self::with_loader(capacity, Box::new(Engine::load))
+    }
+
+    /// A queue whose models come from `loader`.
+    pub fn with_loader(capacity: usize, loader: Box<Loader>) -> Self {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            wake: Condvar::new(),
+            capacity,
+        });
+        let worker_shared = Arc::clone(&shared);
+        let worker = std::thread::spawn(move || work(&worker_shared, &*loader));
+        Self {
+            shared,
+            worker: Some(worker),
+        }
+    }
+
+    /// Queues a job; refused when `capacity` jobs are already waiting.
+    pub fn submit(&self, job: Job) -> Result<JobId> {
+        let mut st = self.shared.lock();
+        if st.pending.len() >= self.shared.capacity {
+            return Err(Error::param(
+                "queue",
+                format!(
+                    "{} jobs are already waiting; try again later",
+                    st.pending.len()
+                ),
+            ));
+        }
+        st.next_id += 1;
+        let id = st.next_id;
+        let status = JobStatus {
+            id,
+            state: JobState::Queued,
+            done: 0,
+            total: 0,
+            stage: String::new(),
+            outputs: Vec::new(),
+        };
+        st.jobs.insert(
+            id,
+            Entry {
+                job,
+                status,
+                cancel: Arc::new(AtomicBool::new(false)),
+            },
+        );
+        st.pending.push_back(id);
+        drop(st);
+        self.shared.wake.notify_all();
+        Ok(id)
+    }
+
+    /// A job's status.
+    pub fn status(&self, id: JobId) -> Option<JobStatus> {
+        self.shared.lock().jobs.get(&id).map(|e| e.status.clone())
+    }
+
+    /// Every job's status, oldest first.
+    pub fn list(&self) -> Vec<JobStatus> {
+        let st = self.shared.lock();
+        let mut all: Vec<JobStatus> = st.jobs.values().map(|e| e.status.clone()).collect();
+        all.sort_by_key(|s| s.id);
+        all
+    }
+
+    /// The job as submitted.
+    pub fn job(&self, id: JobId) -> Option<Job> {
+        self.shared.lock().jobs.get(&id).map(|e| e.job.clone())
+    }
+
+    /// Asks a job to stop: a waiting job is dropped, a running one stops
+    /// at its next progress report. Returns whether the job exists and
+    /// was not already finished.
+    pub fn cancel(&self, id: JobId) -> bool {
+        let mut st = self.shared.lock();
+        let Some(e) = st.jobs.get(&id) else {
+            return false;
+        };
+        if e.status.state.is_final() {
+            return false;
+        }
+        e.cancel.store(true, Ordering::Relaxed);
+        let queued = e.status.state == JobState::Queued;
+        if queued {
+            st.pending.retain(|p| *p != id);
+        }
+        drop(st);
+        if queued {
+            self.shared
+                .update(id, JobEvent::State(id, JobState::Cancelled));
+        }
+        true
+    }
+
+    /// Sends every later event to `listener`.
+    pub fn subscribe(&self, listener: Sender<JobEvent>) {
+        self.shared.lock().listeners.push(listener);
+    }
+
+    /// Blocks until the job has finished; returns its final status.
+    pub fn wait(&self, id: JobId) -> Option<JobStatus> {
+        let mut st = self.shared.lock();
+        loop {
+            let status = st.jobs.get(&id)?.status.clone();
+            if status.state.is_final() {
+                return Some(status);
+            }
+            st = self.shared.wake.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+impl Drop for JobQueue {
+    fn drop(&mut self) {
+        {
+            let mut st = self.shared.lock();
+            st.shutdown = true;
+            for e in st.jobs.values() {
+                e.cancel.store(true, Ordering::Relaxed);
+            }
+        }
+        self.shared.wake.notify_all();
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+/// Reports a running job's progress to the queue; cancels when asked.
+struct JobProgress<'a> {
+    shared: &'a Shared,
+    id: JobId,
+    cancel: Arc<AtomicBool>,
+    done: std::sync::atomic::AtomicU64,
+    total: std::sync::atomic::AtomicU64,
+    stage: Mutex<String>,
+}
+
+impl Progress for JobProgress<'_> {
+    fn start(&self, total: u64, what: &str) {
+        self.total.store(total, Ordering::Relaxed);
+        self.done.store(0, Ordering::Relaxed);
+        if let Ok(mut s) = self.stage.lock() {
+            *s = what.to_string();
+        }
+        self.shared
+            .update(self.id, JobEvent::Progress(self.id, 0, total, what.into()));
+    }
+
+    fn advance(&self, done: u64) -> bool {
+        let d = self.done.fetch_add(done, Ordering::Relaxed) + done;
+        let stage = self.stage.lock().map(|s| s.clone()).unwrap_or_default();
+        let total = self.total.load(Ordering::Relaxed);
+        self.shared
+            .update(self.id, JobEvent::Progress(self.id, d, total, stage));
+        !self.cancel.load(Ordering::Relaxed)
+    }
+
+    fn message(&self, text: &str) {
+        self.shared
+            .update(self.id, JobEvent::Message(self.id, text.into()));
+    }
+
+    fn finish(&self) {}
+}
+
+/// The worker: takes jobs in order, loading each model once.
+fn work(shared: &Shared, loader: &Loader) {
+    let mut engines: Vec<(ModelSpec, Engine)> = Vec::new();
+    loop {
+        let (id, job, cancel) = {
+            let mut st = shared.lock();
+            loop {
+                if st.shutdown {
+                    return;
+                }
+                if let Some(id) = st.pending.pop_front() {
+                    let e = &st.jobs[&id];
+                    break (id, e.job.clone(), Arc::clone(&e.cancel));
+                }
+                st = shared.wake.wait(st).unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        shared.update(id, JobEvent::State(id, JobState::Running));
+        let progress = JobProgress {
+            shared,
+            id,
+            cancel,
+            done: Default::default(),
+            total: Default::default(),
+            stage: Mutex::new(String::new()),
+        };
+        let result = run_job(&job, &mut engines, loader, &progress, shared, id);
+        let state = match result {
+            Ok(()) => JobState::Done,
+            Err(Error::Cancelled) => JobState::Cancelled,
+            Err(e) => JobState::Failed(e.report()),
+        };
+        shared.update(id, JobEvent::State(id, state));
+    }
+}
+
+fn run_job(
+    job: &Job,
+    engines: &mut Vec<(ModelSpec, Engine)>,
+    loader: &Loader,
+    progress: &JobProgress,
+    shared: &Shared,
+    id: JobId,
+) -> Result<()> {
+    let index = match engines.iter().position(|(s, _)| *s == job.model) {
+        Some(i) => i,
+        None => {
+            progress.start(0, "loading the model");
+            engines.push((job.model.clone(), loader(&job.model)?));
+            engines.len() - 1
+        }
+    };
+    let engine = &engines[index].1;
+    engine.generate_each(&job.request, progress, &mut |made| {
+        let wav = write_outputs(&job.out_dir, &made)?;
+        shared.update(id, JobEvent::Output(id, wav));
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    fn job(prompt: &str) -> Job {
+        Job {
+            model: ModelSpec::default(),
+            request: GenerateRequest::new(prompt, 1),
+            out_dir: std::env::temp_dir(),
+        }
+    }
+
+    #[test]
+    fn a_failing_load_fails_the_job_and_the_queue_goes_on() {
+        let q = JobQueue::with_loader(4, Box::new(|_| Err(Error::param("model", "no such model"))));
+        let (tx, rx) = mpsc::channel();
+        q.subscribe(tx);
+        let a = q.submit(job("a")).unwrap();
+        let b = q.submit(job("b")).unwrap();
+        for id in [a, b] {
+            match q.wait(id).unwrap().state {
+                JobState::Failed(why) => assert!(why.contains("no such model"), "{why}"),
+                other => panic!("job {id}: {other:?}"),
+            }
+        }
+        let events: Vec<JobEvent> = rx.try_iter().collect();
+        assert!(events.contains(&JobEvent::State(a, JobState::Running)));
+        assert_eq!(q.list().len(), 2);
+        assert_eq!(q.job(b).unwrap().request.prompt, "b");
+    }
+
+    #[test]
+    fn the_queue_is_bounded_and_waiting_jobs_can_be_cancelled() {
+        // the loader holds the first job until told to go on
+        let (go, gate) = mpsc::channel::<()>();
+        let gate = Mutex::new(gate);
+        let q = JobQueue::with_loader(
+            1,
+            Box::new(move |_| {
+                let _ = gate.lock().unwrap().recv();
+                Err(Error::param("model", "released"))
+            }),
+        );
+        let first = q.submit(job("first")).unwrap();
+        while q.status(first).unwrap().state != JobState::Running {
+            std::thread::yield_now();
+        }
+        let second = q.submit(job("second")).unwrap();
+        let e = q.submit(job("third")).unwrap_err().to_string();
+        assert!(e.contains("queue"), "{e}");
+        assert!(q.cancel(second));
+        assert_eq!(q.wait(second).unwrap().state, JobState::Cancelled);
+        assert!(!q.cancel(second), "a finished job cannot be cancelled");
+        assert!(!q.cancel(99), "no such job");
+        go.send(()).unwrap();
+        assert!(matches!(q.wait(first).unwrap().state, JobState::Failed(_)));
+        // room again
+        assert!(q.submit(job("fourth")).is_ok());
+        go.send(()).unwrap();
+    }
+}

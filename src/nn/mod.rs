@@ -1,0 +1,22 @@
+//! Neural-network infrastructure shared by every model family (Stable
+//! Diffusion, MusicGen, the raga classifiers, training): tensor stores,
+//! differentiable layers, segmented forwards, random weights.
+//!
+//! ```text
+//! weights.rs      strict tensor stores (safetensors, PyTorch .bin), writing
+//! layers.rs       differentiable building blocks (linear, conv, norms,
+//!                 attention, ResNet blocks, resampling)
+//! conv_cpu.rs     CPU stride-1 convolution with gradients (im2col + gemm)
+//! channel_ops.rs  per-channel bias / affine with fast gradients
+//! ops.rs          3x3 convolution and 2x2 max pooling with exact gradients
+//! segments.rs     segmented forwards, gradient checkpointing
+//! random.rs       seeded random weights keyed by tensor name
+//! ```
+
+pub mod channel_ops;
+pub mod conv_cpu;
+pub mod layers;
+pub mod ops;
+pub mod random;
+pub mod segments;
+pub mod weights;
