@@ -9,7 +9,7 @@ mod common;
 use common::{assert_ok as ok, fails_with, run_cli as run};
 
 use ragafusion::audio::{read_audio_as, ChannelLayout};
-use ragafusion::diffusion::longform::Tiling;
+use ragafusion::diffusion::pipeline::longform::Tiling;
 use ragafusion::spectrogram::{read_png, SpectrogramConverter, SpectrogramParams};
 
 fn model() -> PathBuf {

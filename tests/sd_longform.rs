@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use common::max_diff;
-use ragafusion::diffusion::longform::Tiling;
+use ragafusion::diffusion::pipeline::longform::Tiling;
 use ragafusion::diffusion::{
     LoadOptions, SampleSettings, SamplerKind, SeededNoise, StableDiffusion,
 };

@@ -5,10 +5,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Args;
 use ragafusion::diffusion::bench::{run_benchmark, BenchConfig};
 use ragafusion::diffusion::config::{UnetConfig, VaeConfig};
 use ragafusion::diffusion::{SampleSettings, SamplerKind};
+use ragafusion::engine::device_and_dtype;
 use ragafusion::fsutil::write_json_atomic;
 use ragafusion::musicgen::bench::{run_musicgen_benchmark, MusicgenBenchConfig};
 use ragafusion::musicgen::config::{DecoderConfig, EncodecConfig, T5Config};
@@ -17,7 +19,6 @@ use serde_json::json;
 
 use super::progress_bar::Bar;
 use super::sd_args::parse_scheduler;
-use super::train_parts::parse_device_dtype;
 
 /// Arguments of `bench-sd`.
 #[derive(Debug, Args)]
@@ -53,7 +54,8 @@ pub struct BenchSdArgs {
 
 /// Runs `bench-sd`.
 pub fn bench_sd(a: BenchSdArgs) -> anyhow::Result<ExitCode> {
-    let (device, dtype) = parse_device_dtype(&a.device, &a.dtype)?;
+    let (device, dtype) = device_and_dtype(&a.device, &a.dtype)
+        .with_context(|| format!("--device {} --dtype {}", a.device, a.dtype))?;
     let cfg = BenchConfig {
         unet: UnetConfig::sd15(),
         vae: VaeConfig::sd15(),
@@ -125,7 +127,8 @@ pub struct BenchMusicgenArgs {
 
 /// Runs `bench-musicgen`.
 pub fn bench_musicgen(a: BenchMusicgenArgs) -> anyhow::Result<ExitCode> {
-    let (device, dtype) = parse_device_dtype(&a.device, &a.dtype)?;
+    let (device, dtype) = device_and_dtype(&a.device, &a.dtype)
+        .with_context(|| format!("--device {} --dtype {}", a.device, a.dtype))?;
     let cfg = MusicgenBenchConfig {
         decoder: DecoderConfig::preset(&a.size)?,
         text: T5Config::base(),

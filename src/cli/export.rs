@@ -5,12 +5,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use candle_core::DType;
 use clap::Args;
 use ragafusion::diffusion::defaults::ModelDefaults;
 use ragafusion::diffusion::SamplerKind;
-use ragafusion::train::export::export_checkpoint;
+use ragafusion::train::export::{export_checkpoint, StorageDtype};
 
+use super::choice::choice;
 use super::sd_args::parse_scheduler;
 
 /// Arguments of `export-checkpoint`.
@@ -32,8 +32,8 @@ pub struct ExportCheckpointArgs {
     no_ema: bool,
     /// Storage type of the UNet weights: f32 or f16 (half the size; the
     /// CPU computes in f32 either way).
-    #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]
-    dtype: String,
+    #[arg(long, value_parser = choice::<StorageDtype>(), default_value_t = StorageDtype::F32)]
+    dtype: StorageDtype,
     /// Record the tonic of the training audio, Hz, in ragafusion.json:
     /// `generate --tonic` and "shruti ..." in captions then transpose.
     #[arg(long)]
@@ -51,12 +51,7 @@ pub struct ExportCheckpointArgs {
 
 /// Runs `export-checkpoint`.
 pub fn export_checkpoint_cmd(a: ExportCheckpointArgs) -> anyhow::Result<ExitCode> {
-    let dtype = if a.dtype == "f16" {
-        DType::F16
-    } else {
-        DType::F32
-    };
-    let step = export_checkpoint(&a.run, a.step, &a.out, !a.no_ema, dtype)
+    let step = export_checkpoint(&a.run, a.step, &a.out, !a.no_ema, a.dtype)
         .with_context(|| format!("exporting a checkpoint of {}", a.run.display()))?;
     let given = a.canonical_tonic_hz.is_some()
         || a.scheduler.is_some()
@@ -64,14 +59,13 @@ pub fn export_checkpoint_cmd(a: ExportCheckpointArgs) -> anyhow::Result<ExitCode
         || a.guidance.is_some();
     if given {
         // over the base pipeline's settings (copied with it)
-        let mut d = ModelDefaults::read(&a.out)?;
-        d.canonical_tonic_hz = a.canonical_tonic_hz.or(d.canonical_tonic_hz);
-        d.scheduler = a.scheduler.map(|s| s.name().to_string()).or(d.scheduler);
-        d.steps = a.steps.or(d.steps);
-        d.guidance = a.guidance.or(d.guidance);
-        d.write(&a.out)?;
-        // read back: the same checks as at load time
-        ModelDefaults::read(&a.out)?;
+        ModelDefaults::update(
+            &a.out,
+            a.canonical_tonic_hz,
+            a.scheduler,
+            a.steps,
+            a.guidance,
+        )?;
     }
     eprintln!("exported step {step}");
     println!("{}", a.out.display());

@@ -46,6 +46,24 @@ pub struct ModelDefaults {
 }
 
 impl ModelDefaults {
+    /// Sets the given fields in `dir`'s [`DEFAULTS_FILE`], keeping the
+    /// others, and reads the file back with the load-time checks.
+    pub fn update(
+        dir: &Path,
+        canonical_tonic_hz: Option<f64>,
+        scheduler: Option<SamplerKind>,
+        steps: Option<usize>,
+        guidance: Option<f64>,
+    ) -> Result<Self> {
+        let mut d = Self::read(dir)?;
+        d.canonical_tonic_hz = canonical_tonic_hz.or(d.canonical_tonic_hz);
+        d.scheduler = scheduler.map(|s| s.name().to_string()).or(d.scheduler);
+        d.steps = steps.or(d.steps);
+        d.guidance = guidance.or(d.guidance);
+        d.write(dir)?;
+        Self::read(dir)
+    }
+
     /// The defaults of the pipeline in `dir`: its [`DEFAULTS_FILE`], or
     /// none when it has no such file. Values are checked, naming the field.
     pub fn read(dir: &Path) -> Result<Self> {

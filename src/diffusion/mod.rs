@@ -13,19 +13,17 @@
 //! clip.rs         CLIPTextModel
 //! tokenizer.rs    the CLIP BPE tokenizer
 //! schedulers/     DDIM, PNDM, Euler ancestral, DPM-Solver++ (2M), noise
-//! checkpoint.rs   the diffusers folder -> StableDiffusion
 //! defaults.rs     ragafusion.json (canonical tonic, sampler), the default model
-//! pipeline.rs     txt2img, img2img, masks, interpolation
-//! longform.rs     wide spectrograms: long-form generation, audio-to-audio
+//! pipeline/       StableDiffusion: load.rs (the diffusers folder), mod.rs
+//!                 (txt2img, img2img, masks, interpolation), longform.rs
+//!                 (wide spectrograms: long form, audio-to-audio)
 //! ```
 
 pub mod bench;
 pub mod bpe;
-pub mod checkpoint;
 pub mod clip;
 pub mod config;
 pub mod defaults;
-pub mod longform;
 pub mod pipeline;
 pub mod schedulers;
 pub mod tokenizer;
@@ -33,6 +31,6 @@ pub mod transformer;
 pub mod unet;
 pub mod vae;
 
-pub use checkpoint::{LoadOptions, StableDiffusion};
 pub use pipeline::{Conditioning, Inpaint, SampleSettings};
+pub use pipeline::{LoadOptions, StableDiffusion};
 pub use schedulers::{NoiseSource, RecordedNoise, SamplerKind, SchedulerConfig, SeededNoise};

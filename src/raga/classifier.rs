@@ -122,6 +122,24 @@ impl Classifier {
         }
     }
 
+    /// Classifies a file: a spectrogram PNG, or audio in any format the
+    /// decoder reads (resampled to [`ANALYSIS_RATE_HZ`], mono).
+    pub fn classify_file(&self, input: &Path, tonic_hz: Option<f64>) -> Result<Classification> {
+        let is_png = input
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+        if is_png {
+            self.classify_image(&crate::spectrogram::read_png(input)?, tonic_hz)
+        } else {
+            let audio = crate::audio::read_audio_as(
+                input,
+                ANALYSIS_RATE_HZ,
+                crate::audio::ChannelLayout::Mono,
+            )?;
+            self.classify_audio(&audio.channels[0], tonic_hz)
+        }
+    }
+
     /// Classifies mono audio at [`ANALYSIS_RATE_HZ`].
     pub fn classify_audio(&self, samples: &[f32], tonic_hz: Option<f64>) -> Result<Classification> {
         let rate = ANALYSIS_RATE_HZ;

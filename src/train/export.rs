@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 
 use super::trainer::Trainer;
-use crate::diffusion::checkpoint::find_weights;
 use crate::diffusion::config::{ClipTextConfig, UnetConfig, VaeConfig};
 use crate::diffusion::defaults::DEFAULTS_FILE;
+use crate::diffusion::pipeline::load::find_weights;
 use crate::diffusion::unet::Unet;
 use crate::error::{Error, Result};
 use crate::fsutil::io_at as io;
@@ -44,7 +44,7 @@ fn copy_file(from: &Path, to: &Path) -> Result<()> {
     std::fs::copy(from, to).map_err(io(from)).map(|_| ())
 }
 
-pub use crate::diffusion::checkpoint::SPECTROGRAM_FILE;
+pub use crate::diffusion::pipeline::load::SPECTROGRAM_FILE;
 
 /// Assembles the pipeline folder `out` from the checkpoint at `base` (its
 /// loaded `weight_files`), leaving out component `replaced`, which
@@ -171,6 +171,30 @@ pub fn export_diffusers(
     Ok(count)
 }
 
+/// How exported UNet weights are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StorageDtype {
+    /// 32-bit floats.
+    #[default]
+    F32,
+    /// 16-bit floats: half the size; the CPU computes in f32 either way.
+    F16,
+}
+
+crate::choices!(StorageDtype, "dtype", [
+    F32 => "f32": "32-bit floats",
+    F16 => "f16": "16-bit floats (half the size)",
+]);
+
+impl StorageDtype {
+    fn dtype(self) -> DType {
+        match self {
+            StorageDtype::F32 => DType::F32,
+            StorageDtype::F16 => DType::F16,
+        }
+    }
+}
+
 /// Writes the pipeline folder `out` from checkpoint `step` (default the
 /// newest) of the full-UNet training run in `run`: the run's base
 /// pipeline (from its `train_config.toml`) with the checkpoint's UNet, EMA
@@ -183,8 +207,9 @@ pub fn export_checkpoint(
     step: Option<u64>,
     out: &Path,
     use_ema: bool,
-    dtype: DType,
+    storage: StorageDtype,
 ) -> Result<u64> {
+    let dtype = storage.dtype();
     let options_file = run.join("train_config.toml");
     let o = super::options::TrainOptions::from_toml(&options_file)?;
     if o.lora.is_some() {

@@ -11,11 +11,16 @@
 //! export.rs     the trained model as a diffusers folder (+ LoRA file)
 //! latent_classifier.rs  the raga CNN on latents (auxiliary-loss judge)
 //! latent_fit.rs training that CNN on cached latents
+//! latent_job.rs the `train-latent-classifier` job
 //! lora.rs       low-rank adapters on attention projections
 //! run.rs        the run loop: metrics JSONL, checkpoints, validation, loss PNG
 //! setup.rs      UNet parameters (checkpoint / named config), latent cache file
+//! text_fit.rs   a fresh CLIP text encoder with label heads
+//! text_job.rs   the `train-text-encoder` job: tokenizer, encoder, pipeline
 //! trainer.rs    one optimisation step (micro-batches, aux loss, EMA)
+//! unet_job.rs   the `train` job: load, cache latents, run, validate, export
 //! vae_fit.rs    training the autoencoder on spectrograms
+//! vae_job.rs    the `train-vae` job: load, fit, resume, export
 //! ```
 
 pub mod checkpoint;
@@ -23,6 +28,7 @@ pub mod data;
 pub mod export;
 pub mod latent_classifier;
 pub mod latent_fit;
+pub mod latent_job;
 pub mod lora;
 pub mod objective;
 pub mod optim;
@@ -31,8 +37,11 @@ pub mod params;
 pub mod run;
 pub mod setup;
 pub mod text_fit;
+pub mod text_job;
 pub mod trainer;
+pub mod unet_job;
 pub mod vae_fit;
+pub mod vae_job;
 
 pub use lora::LoraConfig;
 pub use objective::{weighted_mse, NoiseSchedule, Prediction};

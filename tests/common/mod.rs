@@ -117,7 +117,7 @@ pub fn assert_no_seam(
     width_px: usize,
 ) {
     use ragafusion::audio::{read_audio_as, ChannelLayout};
-    use ragafusion::diffusion::longform::Tiling;
+    use ragafusion::diffusion::pipeline::longform::Tiling;
     use ragafusion::spectrogram::metrics::{seam_report, spectral_flux};
     use ragafusion::spectrogram::SpectrogramConverter;
     let tiling = Tiling {

@@ -9,13 +9,13 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
 
-use super::clip::ClipTextModel;
-use super::config::{ClipTextConfig, UnetConfig, VaeConfig};
-use super::defaults::{ModelDefaults, DEFAULTS_FILE};
-use super::schedulers::SchedulerConfig;
-use super::tokenizer::ClipTokenizer;
-use super::unet::Unet;
-use super::vae::Vae;
+use crate::diffusion::clip::ClipTextModel;
+use crate::diffusion::config::{ClipTextConfig, UnetConfig, VaeConfig};
+use crate::diffusion::defaults::{ModelDefaults, DEFAULTS_FILE};
+use crate::diffusion::schedulers::SchedulerConfig;
+use crate::diffusion::tokenizer::ClipTokenizer;
+use crate::diffusion::unet::Unet;
+use crate::diffusion::vae::Vae;
 use crate::error::{Error, Result};
 use crate::nn::weights::{tensor_err, WeightStore};
 use crate::spectrogram::SpectrogramParams;

@@ -6,15 +6,18 @@
 //! sees its own dtype. Classifier-free guidance runs the unconditional and
 //! the conditional branch as one batch, as diffusers does.
 
+pub mod load;
+pub mod longform;
+
 use candle_core::{DType, Device, Tensor};
 
-use super::checkpoint::StableDiffusion;
-use super::schedulers::{NoiseSource, Sampler, SamplerKind};
-use super::unet::Unet;
+use crate::diffusion::schedulers::{NoiseSource, Sampler, SamplerKind};
+use crate::diffusion::unet::Unet;
 use crate::error::terr;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::spectrogram::SpectrogramImage;
+pub use load::{find_weights, px_of_ms, LoadOptions, StableDiffusion, SPECTROGRAM_FILE};
 
 /// Text conditioning of a batch: the prompt's embeddings and, for guidance,
 /// the negative (or empty) prompt's.
@@ -501,7 +504,7 @@ pub fn images_to_rgb(images: &Tensor) -> Result<Vec<SpectrogramImage>> {
             height: h,
             rgb: x[i * h * w * 3..(i + 1) * h * w * 3]
                 .iter()
-                .map(|&v| super::schedulers::round_even((v * 255.0) as f64) as u8)
+                .map(|&v| crate::diffusion::schedulers::round_even((v * 255.0) as f64) as u8)
                 .collect(),
         })
         .collect())

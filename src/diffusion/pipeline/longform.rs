@@ -14,9 +14,9 @@
 
 use candle_core::{DType, Device, Tensor};
 
-use super::checkpoint::StableDiffusion;
-use super::pipeline::{check_finite, Conditioning, GuidedUnet, SampleSettings};
-use super::schedulers::NoiseSource;
+use super::load::StableDiffusion;
+use super::{check_finite, Conditioning, GuidedUnet, SampleSettings};
+use crate::diffusion::schedulers::NoiseSource;
 use crate::error::terr;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
