@@ -5,17 +5,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Args;
-use ragafusion::diffusion::bench::{run_benchmark, BenchConfig};
-use ragafusion::diffusion::config::{UnetConfig, VaeConfig};
+use ragafusion::diffusion::bench::bench_sd15;
 use ragafusion::diffusion::{SampleSettings, SamplerKind};
-use ragafusion::engine::device_and_dtype;
 use ragafusion::fsutil::write_json_atomic;
-use ragafusion::musicgen::bench::{run_musicgen_benchmark, MusicgenBenchConfig};
-use ragafusion::musicgen::config::{DecoderConfig, EncodecConfig, T5Config};
+use ragafusion::musicgen::bench::bench_musicgen_size;
 use ragafusion::musicgen::{GenerateSettings, Sampling};
-use serde_json::json;
 
 use super::progress_bar::Bar;
 use super::sd_args::parse_scheduler;
@@ -54,46 +49,22 @@ pub struct BenchSdArgs {
 
 /// Runs `bench-sd`.
 pub fn bench_sd(a: BenchSdArgs) -> anyhow::Result<ExitCode> {
-    let (device, dtype) = device_and_dtype(&a.device, &a.dtype)
-        .with_context(|| format!("--device {} --dtype {}", a.device, a.dtype))?;
-    let cfg = BenchConfig {
-        unet: UnetConfig::sd15(),
-        vae: VaeConfig::sd15(),
-        settings: SampleSettings {
-            sampler: a.scheduler,
-            steps: a.steps,
-            guidance: a.guidance,
-        },
-        width_px: a.width,
-        height_px: a.height,
-        dtype,
-        device,
-        attention_slice: a.attention_slice,
+    let settings = SampleSettings {
+        sampler: a.scheduler,
+        steps: a.steps,
+        guidance: a.guidance,
     };
-    let bar = Bar::new();
-    let report = run_benchmark(&cfg, &bar)?;
-    let out = json!({
-        "model": "SD 1.5 architecture, random weights",
-        "width_px": a.width,
-        "height_px": a.height,
-        "steps": a.steps,
-        "scheduler": a.scheduler.name(),
-        "guidance": a.guidance,
-        "device": a.device,
-        "dtype": a.dtype,
-        "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        "version": env!("CARGO_PKG_VERSION"),
-        "report": report,
-    });
-    eprintln!(
-        "{} steps in {:.1} s ({:.2} s/step), VAE decode {:.1} s, peak RSS {:.0} MiB",
-        a.steps,
-        report.denoise_s,
-        report.s_per_step,
-        report.decode_s,
-        report.peak_rss_mib.unwrap_or(f64::NAN)
-    );
-    emit(&out, a.json.as_deref())
+    let (record, summary) = bench_sd15(
+        settings,
+        a.width,
+        a.height,
+        &a.device,
+        &a.dtype,
+        a.attention_slice,
+        &Bar::new(),
+    )?;
+    eprintln!("{summary}");
+    emit(&record, a.json.as_deref())
 }
 
 /// Arguments of `bench-musicgen`.
@@ -127,49 +98,25 @@ pub struct BenchMusicgenArgs {
 
 /// Runs `bench-musicgen`.
 pub fn bench_musicgen(a: BenchMusicgenArgs) -> anyhow::Result<ExitCode> {
-    let (device, dtype) = device_and_dtype(&a.device, &a.dtype)
-        .with_context(|| format!("--device {} --dtype {}", a.device, a.dtype))?;
-    let cfg = MusicgenBenchConfig {
-        decoder: DecoderConfig::preset(&a.size)?,
-        text: T5Config::base(),
-        codec: EncodecConfig::musicgen_32khz(),
-        seconds: a.seconds,
-        text_tokens: a.text_tokens,
-        settings: GenerateSettings {
-            guidance: a.guidance,
-            sampling: Sampling {
-                greedy: a.greedy,
-                ..Sampling::default()
-            },
-            seed: 0,
+    let settings = GenerateSettings {
+        guidance: a.guidance,
+        sampling: Sampling {
+            greedy: a.greedy,
+            ..Sampling::default()
         },
-        dtype,
-        device,
+        seed: 0,
     };
-    let bar = Bar::new();
-    let report = run_musicgen_benchmark(&cfg, &bar)?;
-    let out = json!({
-        "model": format!("MusicGen {} architecture (T5-base, 32 kHz EnCodec), random weights", a.size),
-        "seconds": a.seconds,
-        "guidance": a.guidance,
-        "greedy": a.greedy,
-        "device": a.device,
-        "dtype": a.dtype,
-        "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        "version": env!("CARGO_PKG_VERSION"),
-        "report": report,
-    });
-    eprintln!(
-        "{} decoder steps in {:.1} s ({:.1} tokens/s, {:.1} ms/step), codec {:.2} s, RTF {:.2}, peak RSS {:.0} MiB",
-        report.decoder_steps,
-        report.decode_s,
-        report.tokens_per_s,
-        report.ms_per_step,
-        report.codec_s,
-        report.real_time_factor,
-        report.peak_rss_mib.unwrap_or(f64::NAN)
-    );
-    emit(&out, a.json.as_deref())
+    let (record, summary) = bench_musicgen_size(
+        &a.size,
+        a.seconds,
+        a.text_tokens,
+        settings,
+        &a.device,
+        &a.dtype,
+        &Bar::new(),
+    )?;
+    eprintln!("{summary}");
+    emit(&record, a.json.as_deref())
 }
 
 /// Prints the report as JSON and, with `--json`, also writes it there.

@@ -8,7 +8,6 @@ use anyhow::{bail, Context};
 use clap::Args;
 use ragafusion::audio::{Loudness, WavFormat};
 use ragafusion::batch::{self, BatchReport, ClipPlacement};
-use ragafusion::spectrogram::exif::tags;
 use ragafusion::spectrogram::{read_png, InversionSettings, Preset, Quality, SpectrogramParams};
 
 use super::progress_bar::Bar;
@@ -257,40 +256,12 @@ pub fn print_params(a: PrintParamsArgs) -> anyhow::Result<ExitCode> {
             a.input.display()
         );
     }
-    let p = &loaded.params;
     if a.json {
-        let v = serde_json::json!({
-            "file": a.input,
-            "has_exif": loaded.has_exif,
-            "width_px": loaded.image.width,
-            "height_px": loaded.image.height,
-            "duration_s": p.num_samples(loaded.image.width) as f64 / p.sample_rate_hz as f64,
-            "max_value": loaded.max_value,
-            "params": p,
-            "n_fft": p.n_fft(),
-            "hop_length": p.hop_length(),
-            "win_length": p.win_length(),
-        });
+        let v = loaded.describe_json(&a.input);
         println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(ExitCode::SUCCESS);
+    } else {
+        println!("{}", loaded.describe_text());
     }
-    for (tag, name) in tags::NAMES {
-        match loaded.exif.get(&tag) {
-            Some(v) => println!("{name:<20} = {v:>15}"),
-            None => println!("{name:<20} = {:>15}", "(absent)"),
-        }
-    }
-    println!(
-        "{:<20} = {:>15}\n{:<20} = {:>15}\n{:<20} = {:>15}\n{:<20} = {:>15}",
-        "size (px)",
-        format!("{}x{}", loaded.image.width, loaded.image.height),
-        "n_fft",
-        p.n_fft(),
-        "hop_length",
-        p.hop_length(),
-        "win_length",
-        p.win_length()
-    );
     Ok(ExitCode::SUCCESS)
 }
 

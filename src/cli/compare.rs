@@ -87,24 +87,7 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
     }
     let bar = Bar::new();
     let results = run_compare(&exp, &out, vocab, &load_engine, &bar)?;
-    println!(
-        "{:<20} {:>5} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9}",
-        "backend", "clips", "CNN@1", "CNN@3", "kNN@1", "kNN@3", "FD(CNN)", "s/clip"
-    );
-    for b in &results.backends {
-        println!(
-            "{:<20} {:>5} {:>7.0}% {:>7.0}% {:>7.0}% {:>7.0}% {:>9} {:>9}",
-            b.name,
-            b.clips,
-            100.0 * b.cnn.top1,
-            100.0 * b.cnn.top3,
-            100.0 * b.knn.top1,
-            100.0 * b.knn.top3,
-            b.fd_cnn.map_or("-".into(), |v| format!("{v:.3}")),
-            b.seconds_per_clip
-                .map_or("-".into(), |s| format!("{:.2}", s.mean)),
-        );
-    }
+    println!("{}", results.table());
     println!("{}", out.join("report.html").display());
     Ok(ExitCode::SUCCESS)
 }

@@ -190,6 +190,30 @@ pub struct Results {
 }
 
 impl Results {
+    /// The per-backend table a terminal shows: clips, CNN and kNN top-1 /
+    /// top-3, Frechet distance in the CNN's embedding, seconds per clip.
+    pub fn table(&self) -> String {
+        let mut lines = vec![format!(
+            "{:<20} {:>5} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9}",
+            "backend", "clips", "CNN@1", "CNN@3", "kNN@1", "kNN@3", "FD(CNN)", "s/clip"
+        )];
+        for b in &self.backends {
+            lines.push(format!(
+                "{:<20} {:>5} {:>7.0}% {:>7.0}% {:>7.0}% {:>7.0}% {:>9} {:>9}",
+                b.name,
+                b.clips,
+                100.0 * b.cnn.top1,
+                100.0 * b.cnn.top3,
+                100.0 * b.knn.top1,
+                100.0 * b.knn.top3,
+                b.fd_cnn.map_or("-".into(), |v| format!("{v:.3}")),
+                b.seconds_per_clip
+                    .map_or("-".into(), |s| format!("{:.2}", s.mean)),
+            ));
+        }
+        lines.join("\n")
+    }
+
     /// Assembles the results.
     pub fn new(
         exp: &Resolved,

@@ -201,6 +201,55 @@ impl SimpleBackend for Counter {
     }
 }
 
+/// The `bench-sd` run: SD 1.5's architecture with random weights at
+/// `width_px` x `height_px`, on the device and dtype named. Returns the
+/// JSON record (settings, machine, report) and a one-line summary.
+#[allow(clippy::too_many_arguments)]
+pub fn bench_sd15(
+    settings: SampleSettings,
+    width_px: usize,
+    height_px: usize,
+    device: &str,
+    dtype: &str,
+    attention_slice: Option<usize>,
+    progress: &dyn Progress,
+) -> Result<(serde_json::Value, String)> {
+    let (dev, dt) = crate::engine::device_and_dtype(device, dtype)?;
+    let cfg = BenchConfig {
+        unet: UnetConfig::sd15(),
+        vae: VaeConfig::sd15(),
+        settings,
+        width_px,
+        height_px,
+        dtype: dt,
+        device: dev,
+        attention_slice,
+    };
+    let report = run_benchmark(&cfg, progress)?;
+    let summary = format!(
+        "{} steps in {:.1} s ({:.2} s/step), VAE decode {:.1} s, peak RSS {:.0} MiB",
+        settings.steps,
+        report.denoise_s,
+        report.s_per_step,
+        report.decode_s,
+        report.peak_rss_mib.unwrap_or(f64::NAN)
+    );
+    let record = serde_json::json!({
+        "model": "SD 1.5 architecture, random weights",
+        "width_px": width_px,
+        "height_px": height_px,
+        "steps": settings.steps,
+        "scheduler": settings.sampler.name(),
+        "guidance": settings.guidance,
+        "device": device,
+        "dtype": dtype,
+        "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "version": env!("CARGO_PKG_VERSION"),
+        "report": report,
+    });
+    Ok((record, summary))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

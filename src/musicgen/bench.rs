@@ -159,3 +159,51 @@ pub fn count_decoder_parameters(c: &DecoderConfig) -> usize {
         + 2 * h
         + c.num_codebooks * v * h
 }
+/// The `bench-musicgen` run: a MusicGen `size` (small, medium, large)
+/// with random weights, T5-base and the 32 kHz codec, on the device and
+/// dtype named. Returns the JSON record and a one-line summary.
+pub fn bench_musicgen_size(
+    size: &str,
+    seconds: f64,
+    text_tokens: usize,
+    settings: GenerateSettings,
+    device: &str,
+    dtype: &str,
+    progress: &dyn Progress,
+) -> Result<(serde_json::Value, String)> {
+    let (dev, dt) = crate::engine::device_and_dtype(device, dtype)?;
+    let cfg = MusicgenBenchConfig {
+        decoder: DecoderConfig::preset(size)?,
+        text: T5Config::base(),
+        codec: EncodecConfig::musicgen_32khz(),
+        seconds,
+        text_tokens,
+        settings,
+        dtype: dt,
+        device: dev,
+    };
+    let report = run_musicgen_benchmark(&cfg, progress)?;
+    let summary = format!(
+        "{} decoder steps in {:.1} s ({:.1} tokens/s, {:.1} ms/step), codec {:.2} s, RTF {:.2}, peak RSS {:.0} MiB",
+        report.decoder_steps,
+        report.decode_s,
+        report.tokens_per_s,
+        report.ms_per_step,
+        report.codec_s,
+        report.real_time_factor,
+        report.peak_rss_mib.unwrap_or(f64::NAN)
+    );
+    let record = serde_json::json!({
+        "model": format!("MusicGen {size} architecture (T5-base, 32 kHz EnCodec), random weights"),
+        "seconds": seconds,
+        "guidance": settings.guidance,
+        "greedy": settings.sampling.greedy,
+        "device": device,
+        "dtype": dtype,
+        "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "version": env!("CARGO_PKG_VERSION"),
+        "report": report,
+    });
+    Ok((record, summary))
+}
+

@@ -10,6 +10,7 @@ pub mod dataset;
 pub mod evaluate;
 pub mod features;
 pub mod figure;
+pub mod inspect;
 pub mod jobs;
 pub mod knn;
 pub mod pitch;

@@ -46,6 +46,49 @@ pub struct LoadedImage {
     pub exif: BTreeMap<u16, ExifValue>,
 }
 
+impl LoadedImage {
+    /// What `print-params --json` shows of an image read from `file`: its
+    /// size, length, EXIF parameters and the STFT sizes they imply.
+    pub fn describe_json(&self, file: &std::path::Path) -> serde_json::Value {
+        let p = &self.params;
+        serde_json::json!({
+            "file": file,
+            "has_exif": self.has_exif,
+            "width_px": self.image.width,
+            "height_px": self.image.height,
+            "duration_s": p.num_samples(self.image.width) as f64 / p.sample_rate_hz as f64,
+            "max_value": self.max_value,
+            "params": p,
+            "n_fft": p.n_fft(),
+            "hop_length": p.hop_length(),
+            "win_length": p.win_length(),
+        })
+    }
+
+    /// The same as aligned text: every riffusion EXIF tag (or `(absent)`),
+    /// the size and the STFT sizes.
+    pub fn describe_text(&self) -> String {
+        let mut lines = Vec::new();
+        for (tag, name) in super::exif::tags::NAMES {
+            match self.exif.get(&tag) {
+                Some(v) => lines.push(format!("{name:<20} = {v:>15}")),
+                None => lines.push(format!("{name:<20} = {:>15}", "(absent)")),
+            }
+        }
+        let p = &self.params;
+        let size = format!("{}x{}", self.image.width, self.image.height);
+        for (name, value) in [
+            ("size (px)", size),
+            ("n_fft", p.n_fft().to_string()),
+            ("hop_length", p.hop_length().to_string()),
+            ("win_length", p.win_length().to_string()),
+        ] {
+            lines.push(format!("{name:<20} = {value:>15}"));
+        }
+        lines.join("\n")
+    }
+}
+
 /// Maps mel amplitudes to pixels; returns the image and the maximum
 /// amplitude used for normalising (EXIF tag 11080).
 pub fn image_from_mel(mel: &MelSpectrogram, power: f64) -> (SpectrogramImage, f32) {
