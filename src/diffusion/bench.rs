@@ -204,7 +204,6 @@ impl SimpleBackend for Counter {
 /// The `bench-sd` run: SD 1.5's architecture with random weights at
 /// `width_px` x `height_px`, on the device and dtype named. Returns the
 /// JSON record (settings, machine, report) and a one-line summary.
-#[allow(clippy::too_many_arguments)]
 pub fn bench_sd15(
     settings: SampleSettings,
     width_px: usize,

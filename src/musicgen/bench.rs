@@ -206,4 +206,3 @@ pub fn bench_musicgen_size(
     });
     Ok((record, summary))
 }
-
