@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use common::max_diff;
 use ragafusion::diffusion::pipeline::longform::Tiling;
+use ragafusion::diffusion::pipeline::SamplingRun;
 use ragafusion::diffusion::{
     LoadOptions, SampleSettings, SamplerKind, SeededNoise, StableDiffusion,
 };
@@ -36,6 +37,15 @@ const SETTINGS: SampleSettings = SampleSettings {
     steps: 3,
     guidance: 3.0,
 };
+
+/// A sampling run at [`SETTINGS`].
+fn run<'a>(noise: &'a mut SeededNoise, progress: &'a dyn Progress) -> SamplingRun<'a> {
+    SamplingRun {
+        settings: &SETTINGS,
+        noise,
+        progress,
+    }
+}
 
 /// Counts the units a job announces and reports.
 #[derive(Default)]
@@ -67,24 +77,20 @@ fn a_piece_one_clip_long_is_the_clip_text_to_image_makes() {
     let shape = sd.latent_shape(1, clip, h).unwrap();
     let latents = sd
         .txt2img(
-            &SETTINGS,
+            &mut run(&mut SeededNoise::new(5), &NoProgress),
             &text,
             shape,
             None,
-            &mut SeededNoise::new(5),
-            &NoProgress,
         )
         .unwrap();
     let single = sd.decode_latents(&latents).unwrap();
     let long = sd
         .generate_long(
-            &SETTINGS,
+            &mut run(&mut SeededNoise::new(5), &NoProgress),
             &text,
             h,
             clip,
             tiling,
-            &mut SeededNoise::new(5),
-            &NoProgress,
         )
         .unwrap();
     assert!(
@@ -107,13 +113,11 @@ fn every_window_is_denoised_at_every_step_and_the_width_is_kept() {
     let count = Count::default();
     let image = sd
         .generate_long(
-            &SETTINGS,
+            &mut run(&mut SeededNoise::new(1), &count),
             &text,
             h,
             total,
             tiling,
-            &mut SeededNoise::new(1),
-            &count,
         )
         .unwrap();
     assert_eq!(image.dims(), &[1, 3, h, total]);
@@ -126,25 +130,21 @@ fn every_window_is_denoised_at_every_step_and_the_width_is_kept() {
     // the same seed makes the same piece; another seed another one
     let again = sd
         .generate_long(
-            &SETTINGS,
+            &mut run(&mut SeededNoise::new(1), &NoProgress),
             &text,
             h,
             total,
             tiling,
-            &mut SeededNoise::new(1),
-            &NoProgress,
         )
         .unwrap();
     assert_eq!(max_diff(&image, &again), 0.0);
     let other = sd
         .generate_long(
-            &SETTINGS,
+            &mut run(&mut SeededNoise::new(2), &NoProgress),
             &text,
             h,
             total,
             tiling,
-            &mut SeededNoise::new(2),
-            &NoProgress,
         )
         .unwrap();
     assert!(max_diff(&image, &other) > 1e-3);
@@ -160,13 +160,11 @@ fn cancelling_stops_a_long_piece() {
     flag.cancel();
     let err = sd
         .generate_long(
-            &SETTINGS,
+            &mut run(&mut SeededNoise::new(1), &flag),
             &text,
             h,
             2 * clip,
             tiling,
-            &mut SeededNoise::new(1),
-            &flag,
         )
         .unwrap_err();
     assert!(matches!(err, ragafusion::Error::Cancelled), "{err}");

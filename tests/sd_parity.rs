@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use common::{copy_dir, max_diff};
 
 use candle_core::{Device, Tensor};
-use ragafusion::diffusion::pipeline::slerp;
+use ragafusion::diffusion::pipeline::{slerp, Repaint, SamplingRun};
 use ragafusion::diffusion::{
     Conditioning, LoadOptions, RecordedNoise, SampleSettings, SamplerKind, SeededNoise,
     StableDiffusion,
@@ -159,12 +159,14 @@ fn txt2img(sd: &StableDiffusion, kind: SamplerKind, noise: Vec<Tensor>) -> Tenso
     let mut noise = RecordedNoise::new(noise);
     let out = sd
         .txt2img(
-            &settings,
+            &mut SamplingRun {
+                settings: &settings,
+                noise: &mut noise,
+                progress: &NoProgress,
+            },
             &text,
             [1, 4, 8, 8],
             Some(get(&r, "txt2img.init")),
-            &mut noise,
-            &NoProgress,
         )
         .unwrap();
     assert_eq!(noise.remaining(), 0, "{kind:?} used all recorded noise");
@@ -211,13 +213,17 @@ fn img2img_matches_diffusers() {
         RecordedNoise::new(vec![get(&r, "img2img.noise.0"), get(&r, "img2img.noise.1")]);
     let out = sd
         .img2img(
-            &settings,
+            &mut SamplingRun {
+                settings: &settings,
+                noise: &mut noise,
+                progress: &NoProgress,
+            },
             &text,
             &get(&r, "img2img.image"),
-            0.6,
-            None,
-            &mut noise,
-            &NoProgress,
+            Repaint {
+                strength: 0.6,
+                keep: None,
+            },
         )
         .unwrap();
     let d = max_diff(&out, &get(&r, "img2img.latents"));
@@ -245,12 +251,14 @@ fn interpolation_matches_the_reference() {
     };
     let out = sd
         .txt2img(
-            &settings,
+            &mut SamplingRun {
+                settings: &settings,
+                noise: &mut SeededNoise::new(0),
+                progress: &NoProgress,
+            },
             &text,
             [1, 4, 8, 8],
             Some(lat),
-            &mut SeededNoise::new(0),
-            &NoProgress,
         )
         .unwrap();
     let d = max_diff(&out, &get(&r, "interp.out"));

@@ -31,6 +31,6 @@ pub mod transformer;
 pub mod unet;
 pub mod vae;
 
-pub use pipeline::{Conditioning, Inpaint, SampleSettings};
+pub use pipeline::{Conditioning, Inpaint, Repaint, SampleSettings, SamplingRun};
 pub use pipeline::{LoadOptions, StableDiffusion};
 pub use schedulers::{NoiseSource, RecordedNoise, SamplerKind, SchedulerConfig, SeededNoise};

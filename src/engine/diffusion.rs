@@ -14,7 +14,7 @@ use crate::audio::{read_audio_as, ChannelLayout};
 use crate::diffusion::defaults::{plan_tonic, TonicPlan};
 use crate::diffusion::pipeline::load::px_of_ms;
 use crate::diffusion::pipeline::longform::{join_clips, Tiling};
-use crate::diffusion::pipeline::{images_to_rgb, rgb_to_images, slerp};
+use crate::diffusion::pipeline::{images_to_rgb, rgb_to_images, slerp, Repaint, SamplingRun};
 use crate::diffusion::{NoiseSource, SampleSettings, SeededNoise, StableDiffusion};
 use crate::error::{terr, Error, Result};
 use crate::nn::weights::WeightStore;
@@ -187,15 +187,12 @@ fn text(
                 "--init-latents and --batch apply to single clips, not to --seconds longer than one clip",
             ));
         }
-        let image = sd.generate_long(
-            &run.settings,
-            &text,
-            run.height_px,
-            total_px,
-            run.tiling(),
-            &mut noise,
+        let mut sr = SamplingRun {
+            settings: &run.settings,
+            noise: &mut noise,
             progress,
-        )?;
+        };
+        let image = sd.generate_long(&mut sr, &text, run.height_px, total_px, run.tiling())?;
         vec![image]
     } else {
         let shape = sd.latent_shape(r.batch, run.clip_px, run.height_px)?;
@@ -203,7 +200,12 @@ fn text(
             Some(p) => Some(read_init_latents(p)?),
             None => None,
         };
-        let latents = sd.txt2img(&run.settings, &text, shape, init, &mut noise, progress)?;
+        let mut sr = SamplingRun {
+            settings: &run.settings,
+            noise: &mut noise,
+            progress,
+        };
+        let latents = sd.txt2img(&mut sr, &text, shape, init)?;
         (0..r.batch)
             .map(|i| {
                 let one = latents.narrow(0, i, 1).map_err(terr("batch item"))?;
@@ -323,16 +325,16 @@ fn audio_to_audio(
     )?;
     let mut noise = SeededNoise::new(r.seed);
     let t0 = Instant::now();
-    let out = sd.audio_to_audio(
-        &run.settings,
-        &text,
-        &image,
-        strength,
-        keep.as_ref(),
-        run.tiling(),
-        &mut noise,
+    let mut sr = SamplingRun {
+        settings: &run.settings,
+        noise: &mut noise,
         progress,
-    )?;
+    };
+    let repaint = Repaint {
+        strength,
+        keep: keep.as_ref(),
+    };
+    let out = sd.audio_to_audio(&mut sr, &text, &image, repaint, run.tiling())?;
     let denoise_s = t0.elapsed().as_secs_f64();
     let stem = input
         .file_stem()
@@ -430,14 +432,12 @@ fn interpolate(
         let init = slerp(alpha, &n_a, &n_b)?;
         let mut ancestral = SeededNoise::new(s0 ^ s1.rotate_left(17) ^ k as u64);
         let t0 = Instant::now();
-        let latents = sd.txt2img(
-            &run.settings,
-            &text,
-            shape,
-            Some(init),
-            &mut ancestral,
+        let mut sr = SamplingRun {
+            settings: &run.settings,
+            noise: &mut ancestral,
             progress,
-        )?;
+        };
+        let latents = sd.txt2img(&mut sr, &text, shape, Some(init))?;
         let image = sd.decode_latents(&latents)?;
         let sidecar = merged(
             common.clone(),

@@ -16,7 +16,7 @@ use super::run::{run_training, RunPlan};
 use super::setup::{cached_latents, unet_params, UnetStart};
 use super::trainer::{AuxSettings, LatentJudge, StepSettings, Trainer};
 use super::Prediction;
-use crate::diffusion::pipeline::images_to_rgb;
+use crate::diffusion::pipeline::{images_to_rgb, SamplingRun};
 use crate::diffusion::{LoadOptions, SampleSettings, SamplerKind, SeededNoise, StableDiffusion};
 use crate::engine::{device_and_dtype, slug, spectrogram_output, write_outputs};
 use crate::error::{Error, Result};
@@ -184,8 +184,12 @@ fn validation(
                 t.sd.conditioning(prompt, None, settings.guidance, &NoProgress)?;
             let shape = t.sd.latent_shape(1, o.crop_px, h)?;
             let mut noise = SeededNoise::new(o.seed + i as u64);
-            let latents =
-                t.sd.txt2img(&settings, &text, shape, None, &mut noise, &NoProgress)?;
+            let mut run = SamplingRun {
+                settings: &settings,
+                noise: &mut noise,
+                progress: &NoProgress,
+            };
+            let latents = t.sd.txt2img(&mut run, &text, shape, None)?;
             let image = t.sd.decode_latents(&latents)?;
             let name = format!("{i}-{}", slug(prompt));
             let sidecar = json!({"kind": "validation", "prompt": prompt, "step": t.step});

@@ -15,11 +15,9 @@
 use candle_core::{DType, Device, Tensor};
 
 use super::load::StableDiffusion;
-use super::{check_finite, Conditioning, GuidedUnet, SampleSettings};
-use crate::diffusion::schedulers::NoiseSource;
+use super::{check_finite, Conditioning, GuidedUnet, Repaint, SamplingRun};
 use crate::error::terr;
 use crate::error::{Error, Result};
-use crate::progress::Progress;
 
 /// How a wide spectrogram is cut into model clips.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,17 +187,15 @@ impl StableDiffusion {
     /// ever fixed on one side only, so there is no seam to hide. Returns
     /// the decoded image `[1, 3, H, total]` in [-1, 1]. `progress` counts
     /// UNet evaluations (steps x windows).
-    #[allow(clippy::too_many_arguments)]
     pub fn generate_long(
         &self,
-        settings: &SampleSettings,
+        run: &mut SamplingRun,
         text: &Conditioning,
         height_px: usize,
         total_px: usize,
         tiling: Tiling,
-        noise: &mut dyn NoiseSource,
-        progress: &dyn Progress,
     ) -> Result<Tensor> {
+        let (settings, progress) = (run.settings, run.progress);
         let scale = self.vae_scale();
         tiling.validate(scale)?;
         if total_px < tiling.clip_px {
@@ -225,7 +221,8 @@ impl StableDiffusion {
         let shares = window_weights(&starts, clip_cols, total_cols, &device)?;
         let model = GuidedUnet::new(&self.unet, text, settings.guidance);
         let windows: Vec<(usize, &Tensor)> = starts.iter().copied().zip(&shares).collect();
-        let mut latents = noise
+        let mut latents = run
+            .noise
             .noise(&shape, &device)
             .and_then(|z| (z * sampler.init_noise_sigma()).map_err(terr("init")))?;
         for i in 0..n {
@@ -255,7 +252,7 @@ impl StableDiffusion {
                     return Err(Error::Cancelled);
                 }
             }
-            latents = sampler.step(&eps, i, &latents, noise)?;
+            latents = sampler.step(&eps, i, &latents, run.noise)?;
             check_finite(&latents, i)?;
         }
         let mut clips = Vec::with_capacity(starts.len());
@@ -275,18 +272,15 @@ impl StableDiffusion {
     /// img2img at `strength`; clips after the first keep the previous
     /// output over the overlap; `keep` (`[1, 1, H, W]` in pixels, 1 = keep
     /// the input) masks what is repainted. Returns the joined image.
-    #[allow(clippy::too_many_arguments)]
     pub fn audio_to_audio(
         &self,
-        settings: &SampleSettings,
+        run: &mut SamplingRun,
         text: &Conditioning,
         image: &Tensor,
-        strength: f64,
-        keep: Option<&Tensor>,
+        repaint: Repaint,
         tiling: Tiling,
-        noise: &mut dyn NoiseSource,
-        progress: &dyn Progress,
     ) -> Result<Tensor> {
+        let (strength, keep, progress) = (repaint.strength, repaint.keep, run.progress);
         let scale = self.vae_scale();
         tiling.validate(scale)?;
         let (_, _, h, total) = image.dims4().map_err(terr("image"))?;
@@ -297,7 +291,7 @@ impl StableDiffusion {
             ));
         }
         let starts = tiling.starts(total);
-        let per_clip = self.img2img_steps(settings, strength)?;
+        let per_clip = self.img2img_steps(run.settings, strength)?;
         progress.start((per_clip * starts.len()) as u64, "denoising");
         let device = self.unet.device().clone();
         let mut clips = Vec::with_capacity(starts.len());
@@ -335,16 +329,12 @@ impl StableDiffusion {
                 (None, Some(o)) => Some(o.clone()),
                 (None, None) => None,
             };
-            let latents = self.img2img_window(
-                settings,
-                text,
-                &window,
+            let repaint = Repaint {
                 strength,
-                combined_keep.as_ref(),
-                window_latents.as_ref(),
-                noise,
-                progress,
-            )?;
+                keep: combined_keep.as_ref(),
+            };
+            let latents =
+                self.img2img_window(run, text, &window, repaint, window_latents.as_ref())?;
             clips.push(self.decode_latents(&latents)?);
             previous = Some(latents);
         }
@@ -355,19 +345,15 @@ impl StableDiffusion {
     /// One audio-to-audio clip: img2img where the kept part follows the
     /// input, except the first columns that follow `tail` (the previous
     /// clip's output) when given.
-    #[allow(clippy::too_many_arguments)]
     fn img2img_window(
         &self,
-        settings: &SampleSettings,
+        run: &mut SamplingRun,
         text: &Conditioning,
         window: &Tensor,
-        strength: f64,
-        keep: Option<&Tensor>,
+        repaint: Repaint,
         tail: Option<&(Tensor, [usize; 4])>,
-        noise: &mut dyn NoiseSource,
-        progress: &dyn Progress,
     ) -> Result<Tensor> {
-        let mut original = self.encode_image(window, noise)?;
+        let mut original = self.encode_image(window, run.noise)?;
         if let Some((tail, shape)) = tail {
             // the shared columns follow the previous clip's output
             let cols = tail.dim(3).map_err(terr("tail"))?;
@@ -376,7 +362,7 @@ impl StableDiffusion {
                 .map_err(terr("tail"))?;
             original = Tensor::cat(&[tail, &rest], 3).map_err(terr("tail"))?;
         }
-        self.img2img_latents(settings, text, &original, strength, keep, noise, progress)
+        self.img2img_latents(run, text, &original, repaint)
     }
 }
 

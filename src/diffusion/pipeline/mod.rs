@@ -79,6 +79,28 @@ pub struct SampleSettings {
     pub guidance: f64,
 }
 
+/// How one sampling run samples and what it draws from: the sampler
+/// settings, the noise source (initial noise, ancestral noise, VAE
+/// posterior samples, in that order of use) and the progress sink.
+pub struct SamplingRun<'a> {
+    /// Sampler, steps and guidance.
+    pub settings: &'a SampleSettings,
+    /// Where every random draw comes from.
+    pub noise: &'a mut dyn NoiseSource,
+    /// Receives the denoising steps; returning `false` cancels.
+    pub progress: &'a dyn Progress,
+}
+
+/// How much of an image img2img re-generates, and what it keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct Repaint<'a> {
+    /// Share of the schedule re-run: 0 keeps the image, 1 ignores it.
+    pub strength: f64,
+    /// 1 where the original is kept, 0 where it is repainted (latent size
+    /// for img2img, pixels for audio-to-audio); `None` repaints all.
+    pub keep: Option<&'a Tensor>,
+}
+
 impl StableDiffusion {
     /// Embeds one prompt as `[1, tokens, dim]`; reports truncation through
     /// `progress`.
@@ -148,34 +170,28 @@ impl StableDiffusion {
 
     /// Runs `sampler` from position `start` of its timesteps. `latents`
     /// must already be at that position's noise level.
-    #[allow(clippy::too_many_arguments)]
     pub fn denoise(
         &self,
         sampler: &mut dyn Sampler,
         latents: Tensor,
         start: usize,
         text: &Conditioning,
-        guidance: f64,
         inpaint: Option<&Inpaint>,
-        noise: &mut dyn NoiseSource,
-        progress: &dyn Progress,
+        run: &mut SamplingRun,
     ) -> Result<Tensor> {
-        denoise_with(
-            &self.unet, sampler, latents, start, text, guidance, inpaint, noise, progress,
-        )
+        denoise_with(&self.unet, sampler, latents, start, text, inpaint, run)
     }
 
     /// Text to latents: from `init` (unit-variance noise, e.g. from
     /// `--init-latents`) or from `noise`, over the sampler's full schedule.
     pub fn txt2img(
         &self,
-        settings: &SampleSettings,
+        run: &mut SamplingRun,
         text: &Conditioning,
         shape: [usize; 4],
         init: Option<Tensor>,
-        noise: &mut dyn NoiseSource,
-        progress: &dyn Progress,
     ) -> Result<Tensor> {
+        let settings = run.settings;
         let mut sampler = settings.sampler.build(&self.scheduler, settings.steps)?;
         let device = self.unet.device().clone();
         let init = match init {
@@ -192,25 +208,17 @@ impl StableDiffusion {
                 }
                 t.to_device(&device).map_err(terr("init latents"))?
             }
-            None => noise.noise(&shape, &device)?,
+            None => run.noise.noise(&shape, &device)?,
         };
         let latents = (init
             .to_dtype(DType::F32)
             .and_then(|x| x * sampler.init_noise_sigma()))
         .map_err(terr("init latents"))?;
         let text = text.repeat_to(shape[0])?;
-        progress.start(sampler.timesteps().len() as u64, "denoising");
-        let out = self.denoise(
-            sampler.as_mut(),
-            latents,
-            0,
-            &text,
-            settings.guidance,
-            None,
-            noise,
-            progress,
-        );
-        progress.finish();
+        run.progress
+            .start(sampler.timesteps().len() as u64, "denoising");
+        let out = self.denoise(sampler.as_mut(), latents, 0, &text, None, run);
+        run.progress.finish();
         out
     }
 
@@ -219,21 +227,18 @@ impl StableDiffusion {
     /// `keep` (`[batch, 1, h, w]` at latent size, 1 = keep) the kept part
     /// follows the original. Noise is drawn in diffusers' order: the VAE
     /// posterior sample, then the initial noise.
-    #[allow(clippy::too_many_arguments)]
     pub fn img2img(
         &self,
-        settings: &SampleSettings,
+        run: &mut SamplingRun,
         text: &Conditioning,
         image: &Tensor,
-        strength: f64,
-        keep: Option<&Tensor>,
-        noise: &mut dyn NoiseSource,
-        progress: &dyn Progress,
+        repaint: Repaint,
     ) -> Result<Tensor> {
-        let original = self.encode_image(image, noise)?;
-        progress.start(self.img2img_steps(settings, strength)? as u64, "denoising");
-        let out = self.img2img_latents(settings, text, &original, strength, keep, noise, progress);
-        progress.finish();
+        let original = self.encode_image(image, run.noise)?;
+        let steps = self.img2img_steps(run.settings, repaint.strength)?;
+        run.progress.start(steps as u64, "denoising");
+        let out = self.img2img_latents(run, text, &original, repaint);
+        run.progress.finish();
         out
     }
 
@@ -251,17 +256,14 @@ impl StableDiffusion {
 
     /// [`Self::img2img`] from already encoded, scaled latents; counts steps
     /// on `progress` without starting or finishing it.
-    #[allow(clippy::too_many_arguments)]
     pub fn img2img_latents(
         &self,
-        settings: &SampleSettings,
+        run: &mut SamplingRun,
         text: &Conditioning,
         original: &Tensor,
-        strength: f64,
-        keep: Option<&Tensor>,
-        noise: &mut dyn NoiseSource,
-        progress: &dyn Progress,
+        repaint: Repaint,
     ) -> Result<Tensor> {
+        let (settings, strength, keep) = (run.settings, repaint.strength, repaint.keep);
         if !(0.0..=1.0).contains(&strength) || strength.is_nan() {
             return Err(Error::param(
                 "strength",
@@ -273,7 +275,7 @@ impl StableDiffusion {
         let start = settings.steps - init_steps;
         let n = sampler.timesteps().len();
         let shape = original.dims().to_vec();
-        let fresh = noise.noise(&shape, original.device())?;
+        let fresh = run.noise.noise(&shape, original.device())?;
         let text = text.repeat_to(shape[0])?;
         if start >= n {
             return Ok(original.clone());
@@ -291,10 +293,8 @@ impl StableDiffusion {
             latents,
             start,
             &text,
-            settings.guidance,
             inpaint.as_ref(),
-            noise,
-            progress,
+            run,
         )
     }
 
@@ -338,28 +338,26 @@ impl Conditioning {
 
 /// The sampling loop with classifier-free guidance and optional
 /// inpainting: runs `sampler` from position `start` of its timesteps;
-/// `latents` must already be at that position's noise level.
-#[allow(clippy::too_many_arguments)]
+/// `latents` must already be at that position's noise level. Guidance is
+/// the run's.
 pub fn denoise_with(
     unet: &Unet,
     sampler: &mut dyn Sampler,
     latents: Tensor,
     start: usize,
     text: &Conditioning,
-    guidance: f64,
     inpaint: Option<&Inpaint>,
-    noise: &mut dyn NoiseSource,
-    progress: &dyn Progress,
+    run: &mut SamplingRun,
 ) -> Result<Tensor> {
     let mut latents = latents.to_dtype(DType::F32).map_err(terr("latents"))?;
-    let model = GuidedUnet::new(unet, text, guidance);
+    let model = GuidedUnet::new(unet, text, run.settings.guidance);
     let n = sampler.timesteps().len();
     for i in start..n {
         let input = sampler
             .scale_model_input(&latents, i)
             .map_err(terr("UNet input"))?;
         let eps = model.eps(&input, sampler.timesteps()[i])?;
-        latents = sampler.step(&eps, i, &latents, noise)?;
+        latents = sampler.step(&eps, i, &latents, run.noise)?;
         if let Some(p) = inpaint {
             let original = if i + 1 < n {
                 sampler
@@ -371,7 +369,7 @@ pub fn denoise_with(
             latents = blend(&original, &latents, &p.keep).map_err(terr("mask"))?;
         }
         check_finite(&latents, i)?;
-        if !progress.advance(1) {
+        if !run.progress.advance(1) {
             return Err(Error::Cancelled);
         }
     }
