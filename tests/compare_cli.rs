@@ -10,29 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::SystemTime;
 
-use common::{assert_ok, copy_dir, fails_with, run_cli};
+use common::{assert_ok, fails_with, narrow_pipeline, run_cli};
 
 fn data(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data")
         .join(rel)
-}
-
-/// The tiny test pipeline, set to 64-bin spectrograms over 60-700 Hz (so
-/// its images are 64 x 512 px and quick to make).
-fn narrow_pipeline(dir: &Path) {
-    copy_dir(&data("sd-tiny"), dir);
-    let params = ragafusion::spectrogram::SpectrogramParams {
-        num_mel_bins: 64,
-        min_hz: 60,
-        max_hz: 700,
-        ..Default::default()
-    };
-    std::fs::write(
-        dir.join("spectrogram.json"),
-        serde_json::to_string(&params).unwrap(),
-    )
-    .unwrap();
 }
 
 fn experiment(dir: &Path, extra_prompt: &str) -> PathBuf {

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{assert_ok, copy_dir, run_cli};
+use common::{assert_ok, narrow_pipeline, run_cli};
 use ragafusion::engine::{
     write_outputs, Backend, Engine, GenerateRequest, ModelSpec, MusicgenOptions, Task,
 };
@@ -15,22 +15,6 @@ fn data(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data")
         .join(rel)
-}
-
-/// The tiny pipeline at 64 mel bins (64 x 512 px images, quick to make).
-fn narrow_pipeline(dir: &Path) {
-    copy_dir(&data("sd-tiny"), dir);
-    let params = ragafusion::spectrogram::SpectrogramParams {
-        num_mel_bins: 64,
-        min_hz: 60,
-        max_hz: 700,
-        ..Default::default()
-    };
-    std::fs::write(
-        dir.join("spectrogram.json"),
-        serde_json::to_string(&params).unwrap(),
-    )
-    .unwrap();
 }
 
 fn bytes(path: &Path) -> Vec<u8> {

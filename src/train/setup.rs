@@ -104,18 +104,7 @@ pub fn unet_params(
     let device = sd.unet.device().clone();
     let (config, tensors, source): (UnetConfig, HashMap<String, Tensor>, String) = match start {
         UnetStart::Checkpoint => {
-            let file = sd
-                .weight_files
-                .iter()
-                .find(|f| {
-                    f.parent()
-                        .and_then(|p| p.file_name())
-                        .is_some_and(|n| n == "unet")
-                })
-                .ok_or_else(|| Error::Checkpoint {
-                    file: sd.dir.join("unet"),
-                    reason: "no UNet weights file was loaded".into(),
-                })?;
+            let file = sd.component_weights("unet")?;
             let store = WeightStore::open(file, &device)?;
             let tensors = store
                 .names()

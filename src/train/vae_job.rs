@@ -114,17 +114,7 @@ pub fn train_vae(a: &VaeJob, progress: &dyn Progress) -> Result<PathBuf> {
             (config, params)
         }
         None => {
-            let file = sd
-                .weight_files
-                .iter()
-                .find(|f| {
-                    f.parent()
-                        .and_then(|p| p.file_name())
-                        .is_some_and(|n| n == "vae")
-                })
-                .ok_or_else(|| {
-                    Error::checkpoint(&sd.dir, "the base pipeline has no VAE weights file")
-                })?;
+            let file = sd.component_weights("vae")?;
             let store = WeightStore::open(file, &device)?;
             let params =
                 ParamSet::from_tensors(file, store.to_map(), None, DType::F32, a.seed, &device)?;

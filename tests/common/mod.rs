@@ -52,6 +52,28 @@ pub fn max_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
         .unwrap()
 }
 
+/// The tiny test pipeline (tests/data/sd-tiny) copied into `dir` and set
+/// to 64-bin spectrograms over 60-700 Hz, so that its images are 64 x 512
+/// px and quick to make.
+#[allow(dead_code)]
+pub fn narrow_pipeline(dir: &Path) {
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sd-tiny"),
+        dir,
+    );
+    let params = ragafusion::spectrogram::SpectrogramParams {
+        num_mel_bins: 64,
+        min_hz: 60,
+        max_hz: 700,
+        ..Default::default()
+    };
+    std::fs::write(
+        dir.join("spectrogram.json"),
+        serde_json::to_string(&params).unwrap(),
+    )
+    .unwrap();
+}
+
 /// Copies the folder tree `from` into the existing folder `to`.
 #[allow(dead_code)]
 pub fn copy_dir(from: &Path, to: &Path) {

@@ -280,6 +280,25 @@ impl StableDiffusion {
         })
     }
 
+    /// The weights file loaded for `component` (`unet`, `vae`,
+    /// `text_encoder`).
+    pub fn component_weights(&self, component: &str) -> Result<&Path> {
+        self.weight_files
+            .iter()
+            .find(|f| {
+                f.parent()
+                    .and_then(|p| p.file_name())
+                    .is_some_and(|n| n == component)
+            })
+            .map(PathBuf::as_path)
+            .ok_or_else(|| {
+                Error::checkpoint(
+                    self.dir.join(component),
+                    format!("no {component} weights file was loaded"),
+                )
+            })
+    }
+
     /// A 64-bit content hash (xxh3) of the configs and weight files, hex.
     pub fn content_hash(&self) -> Result<String> {
         let mut files: Vec<PathBuf> = vec![
