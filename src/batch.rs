@@ -106,6 +106,23 @@ pub struct BatchReport {
     pub failed: Vec<(PathBuf, String)>,
 }
 
+/// One line of counts, then one line per failed file.
+impl std::fmt::Display for BatchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "converted {}, skipped {} (output exists), failed {}",
+            self.converted,
+            self.skipped,
+            self.failed.len()
+        )?;
+        for (path, reason) in &self.failed {
+            write!(f, "\n  failed: {}: {reason}", path.display())?;
+        }
+        Ok(())
+    }
+}
+
 /// Lists the files directly inside `dir` whose extension is in `extensions`
 /// (case-insensitive), sorted by name.
 pub fn list_files(dir: &Path, extensions: &[&str]) -> Result<Vec<PathBuf>> {
@@ -304,6 +321,9 @@ pub fn sample_clips(
     if duration_ms == 0 {
         return Err(Error::param("duration_ms", "clip duration is 0 ms"));
     }
+    if let ClipPlacement::Random { count: 0, .. } = placement {
+        return Err(Error::param("num_clips", "must be at least 1"));
+    }
     let rate = audio.sample_rate_hz as u64;
     let to_samples = |ms: u64| (ms * rate / 1000) as usize;
     let clip_len = to_samples(duration_ms);
@@ -407,6 +427,9 @@ mod tests {
         .unwrap();
         assert_eq!(clips.len(), 2);
         assert_eq!(clips[0].start_ms, 0);
+        let none = ClipPlacement::Random { count: 0, seed: 1 };
+        let e = sample_clips(&audio(1000), 5120, none).unwrap_err();
+        assert!(e.to_string().contains("num_clips"), "{e}");
         assert_eq!(clips[0].audio.channels[0][8000 * 5], 0.0);
     }
 

@@ -72,6 +72,7 @@ pub mod fsutil;
 pub mod memory;
 pub mod musicgen;
 pub mod nn;
+pub mod overlay;
 pub mod plot;
 pub mod progress;
 pub mod raga;

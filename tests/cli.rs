@@ -528,3 +528,26 @@ fn a_closed_pipe_ends_the_output_quietly() {
 fn libc_sigpipe() -> i32 {
     13
 }
+
+/// Verbs whose flags become a library job by name: every flag reaches the
+/// job (a flag the job lacked would be refused before the job's own
+/// checks, which these runs reach).
+#[test]
+fn job_verbs_hand_their_flags_to_the_job() {
+    for verb in ["bench-sd", "bench-musicgen"] {
+        let out = bin().args([verb, "--device", "nosuch"]).output().unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{verb}: {err}");
+        assert!(err.contains("`nosuch`: expected cpu"), "{verb}: {err}");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_str().unwrap();
+    let out = bin()
+        .args(["train-text-encoder", "--out", dir, "--model", dir])
+        .args(["--hidden", "6", "--heads", "4"])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("hidden") && err.contains("multiple"), "{err}");
+}

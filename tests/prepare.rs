@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use ragafusion::captions::Vocabulary;
-use ragafusion::corpus::synth_set::{render_set, SynthOverrides};
+use ragafusion::corpus::synth_set::{render_set, SynthOverrides, SynthSet};
 use ragafusion::NoProgress;
 
 fn run_prepare(audio: &Path, meta: &Path, out: &Path) -> serde_json::Value {
@@ -36,17 +36,14 @@ fn mixed_folder_makes_a_dataset_and_resumes() {
     std::fs::create_dir(&audio).unwrap();
     let vocab = Vocabulary::builtin();
     let ragas: Vec<String> = ["Kalyani", "Todi", "Mohanam"].map(String::from).to_vec();
-    let set = render_set(
-        vocab,
-        &audio,
-        &ragas,
-        2,
-        9,
-        6.0,
-        &SynthOverrides::default(),
-        &NoProgress,
-    )
-    .unwrap();
+    let job = SynthSet {
+        ragas,
+        count: 2,
+        seed: 9,
+        duration_s: 6.0,
+        overrides: SynthOverrides::default(),
+    };
+    let set = render_set(vocab, &audio, &job, &NoProgress).unwrap();
     let mut csv = String::from("file,raga,tala,composer,artist,segment,start_s,end_s\n");
     for wav in &set.files {
         let label: serde_json::Value =

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use common::{copy_dir, max_diff};
 
 use candle_core::{Device, Tensor};
+use ragafusion::choice::Choice;
 use ragafusion::diffusion::pipeline::{slerp, Repaint, SamplingRun};
 use ragafusion::diffusion::{
     Conditioning, LoadOptions, RecordedNoise, SampleSettings, SamplerKind, SeededNoise,

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use candle_core::Device;
 use common::{copy_dir, max_diff};
 use ragafusion::diffusion::{LoadOptions, StableDiffusion};
+use ragafusion::nn::lora::merge;
 use ragafusion::nn::weights::WeightStore;
-use ragafusion::train::lora::merge;
 
 fn data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")

@@ -7,9 +7,8 @@ use anyhow::Context;
 use clap::Args;
 use ragafusion::captions::Vocabulary;
 use ragafusion::fsutil::write_bytes_atomic;
-use ragafusion::raga::inspect::{inspect_file, summary_text, InspectOptions};
-
-use super::raga::load_classifier;
+use ragafusion::raga::classifier::Classifier;
+use ragafusion::raga::inspect::{figure_path, inspect_file, summary_text, InspectOptions};
 
 /// Arguments of `analyze`.
 #[derive(Debug, Args)]
@@ -44,7 +43,7 @@ pub struct AnalyzeArgs {
 
 /// Runs `analyze`.
 pub fn analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
-    let classifier = load_classifier(a.model.as_ref())?;
+    let classifier = Classifier::load_or_builtin(a.model.as_deref())?;
     let opts = InspectOptions {
         tonic_hz: a.tonic,
         raga: a.raga.clone(),
@@ -60,15 +59,10 @@ pub fn analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
             a.max_seconds
         );
     }
-    let out = a.out.clone().unwrap_or_else(|| {
-        let stem = a.input.file_stem().unwrap_or_default().to_string_lossy();
-        a.input.with_file_name(format!("{stem}.analysis.png"))
-    });
+    let out = a.out.clone().unwrap_or_else(|| figure_path(&a.input));
     write_bytes_atomic(&out, &found.figure_png)?;
     if a.json {
-        let mut v = serde_json::to_value(&found.analysis)?;
-        v["file"] = serde_json::json!(a.input);
-        v["figure"] = serde_json::json!(out);
+        let v = found.json(&a.input, &out)?;
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!("{}", summary_text(&a.input, &found.analysis));

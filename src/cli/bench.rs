@@ -6,17 +6,18 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use ragafusion::diffusion::bench::bench_sd15;
-use ragafusion::diffusion::{SampleSettings, SamplerKind};
+use ragafusion::diffusion::bench::{bench_sd15, SdBench};
+use ragafusion::diffusion::SamplerKind;
 use ragafusion::fsutil::write_json_atomic;
-use ragafusion::musicgen::bench::bench_musicgen_size;
-use ragafusion::musicgen::{GenerateSettings, Sampling};
+use ragafusion::musicgen::bench::{bench_musicgen_size, MusicgenBench};
+use ragafusion::overlay::from_fields;
+use serde::Serialize;
 
+use super::choice::choice;
 use super::progress_bar::Bar;
-use super::sd_args::parse_scheduler;
 
-/// Arguments of `bench-sd`.
-#[derive(Debug, Args)]
+/// Arguments of `bench-sd`: the fields of a [`SdBench`] and `--json`.
+#[derive(Debug, Args, Serialize)]
 pub struct BenchSdArgs {
     /// Denoising steps.
     #[arg(long, default_value_t = 50)]
@@ -28,7 +29,7 @@ pub struct BenchSdArgs {
     #[arg(long, default_value_t = 512)]
     height: usize,
     /// Sampler.
-    #[arg(long, default_value = "pndm", value_parser = parse_scheduler)]
+    #[arg(long, value_parser = choice::<SamplerKind>(), default_value_t = SamplerKind::Pndm)]
     scheduler: SamplerKind,
     /// Guidance scale; above 1 the UNet runs on a batch of two.
     #[arg(long, default_value_t = 7.0)]
@@ -44,31 +45,20 @@ pub struct BenchSdArgs {
     attention_slice: Option<usize>,
     /// Also write the report to this JSON file.
     #[arg(long)]
+    #[serde(skip)]
     json: Option<PathBuf>,
 }
 
 /// Runs `bench-sd`.
 pub fn bench_sd(a: BenchSdArgs) -> anyhow::Result<ExitCode> {
-    let settings = SampleSettings {
-        sampler: a.scheduler,
-        steps: a.steps,
-        guidance: a.guidance,
-    };
-    let (record, summary) = bench_sd15(
-        settings,
-        a.width,
-        a.height,
-        &a.device,
-        &a.dtype,
-        a.attention_slice,
-        &Bar::new(),
-    )?;
+    let job: SdBench = from_fields(&a, "bench-sd")?;
+    let (record, summary) = bench_sd15(&job, &Bar::new())?;
     eprintln!("{summary}");
     emit(&record, a.json.as_deref())
 }
 
-/// Arguments of `bench-musicgen`.
-#[derive(Debug, Args)]
+/// Arguments of `bench-musicgen`: the fields of a [`MusicgenBench`] and `--json`.
+#[derive(Debug, Args, Serialize)]
 pub struct BenchMusicgenArgs {
     /// Decoder size: small, medium or large.
     #[arg(long, default_value = "small", value_parser = ["small", "medium", "large"])]
@@ -93,28 +83,14 @@ pub struct BenchMusicgenArgs {
     dtype: String,
     /// Also write the report to this JSON file.
     #[arg(long)]
+    #[serde(skip)]
     json: Option<PathBuf>,
 }
 
 /// Runs `bench-musicgen`.
 pub fn bench_musicgen(a: BenchMusicgenArgs) -> anyhow::Result<ExitCode> {
-    let settings = GenerateSettings {
-        guidance: a.guidance,
-        sampling: Sampling {
-            greedy: a.greedy,
-            ..Sampling::default()
-        },
-        seed: 0,
-    };
-    let (record, summary) = bench_musicgen_size(
-        &a.size,
-        a.seconds,
-        a.text_tokens,
-        settings,
-        &a.device,
-        &a.dtype,
-        &Bar::new(),
-    )?;
+    let job: MusicgenBench = from_fields(&a, "bench-musicgen")?;
+    let (record, summary) = bench_musicgen_size(&job, &Bar::new())?;
     eprintln!("{summary}");
     emit(&record, a.json.as_deref())
 }

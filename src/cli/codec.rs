@@ -8,15 +8,18 @@ use anyhow::{bail, Context};
 use clap::Args;
 use ragafusion::audio::{Loudness, WavFormat};
 use ragafusion::batch::{self, BatchReport, ClipPlacement};
+use ragafusion::overlay::overlay;
 use ragafusion::spectrogram::{read_png, InversionSettings, Preset, Quality, SpectrogramParams};
+use serde::Serialize;
 
 use super::progress_bar::Bar;
 
-/// Spectrogram parameters: a preset plus per-field overrides.
-#[derive(Debug, Args)]
+/// Spectrogram parameters: a preset plus the fields given (same names).
+#[derive(Debug, Args, Serialize)]
 pub struct ParamArgs {
     /// Parameter preset to start from.
     #[arg(long, value_parser = choice::<Preset>(), default_value_t = Preset::Riffusion)]
+    #[serde(skip)]
     preset: Preset,
     /// Encode two channels (G and B planes) instead of one.
     #[arg(long)]
@@ -49,21 +52,12 @@ pub struct ParamArgs {
 
 impl ParamArgs {
     fn params(&self) -> anyhow::Result<SpectrogramParams> {
-        let mut p = SpectrogramParams::preset(self.preset);
-        p.stereo |= self.stereo;
-        macro_rules! set {
-            ($($f:ident),*) => { $( if let Some(v) = self.$f { p.$f = v; } )* };
-        }
-        set!(
-            sample_rate_hz,
-            step_ms,
-            window_ms,
-            padded_ms,
-            num_mel_bins,
-            min_hz,
-            max_hz,
-            power_for_image
-        );
+        let preset = SpectrogramParams::preset(self.preset);
+        let p = overlay(
+            &preset,
+            &serde_json::to_value(self)?,
+            "spectrogram parameters",
+        )?;
         p.validate()?;
         Ok(p)
     }
@@ -166,15 +160,7 @@ fn wav_format(float: bool) -> WavFormat {
 }
 
 fn report_batch(report: &BatchReport) -> ExitCode {
-    eprintln!(
-        "converted {}, skipped {} (output exists), failed {}",
-        report.converted,
-        report.skipped,
-        report.failed.len()
-    );
-    for (path, reason) in &report.failed {
-        eprintln!("  failed: {}: {reason}", path.display());
-    }
+    eprintln!("{report}");
     if report.failed.is_empty() {
         ExitCode::SUCCESS
     } else {
@@ -222,8 +208,8 @@ pub fn image_to_audio(a: ImageToAudioArgs) -> anyhow::Result<ExitCode> {
         iterations: a.iterations,
         loudness: a.loudness,
     };
+    let bar = Bar::new();
     if a.input.is_dir() {
-        let bar = Bar::new();
         let report = batch::image_folder_to_audio(
             &a.input,
             &a.output,
@@ -234,7 +220,6 @@ pub fn image_to_audio(a: ImageToAudioArgs) -> anyhow::Result<ExitCode> {
         )?;
         return Ok(report_batch(&report));
     }
-    let bar = Bar::new();
     let s = batch::image_file_to_audio(&a.input, &a.output, &settings, format, &bar)
         .with_context(|| format!("reconstructing audio from {}", a.input.display()))?;
     if !s.had_exif {
@@ -274,9 +259,6 @@ pub fn sample_clips(a: SampleClipsArgs) -> anyhow::Result<ExitCode> {
             seed: a.seed,
         },
     };
-    if a.num_clips == 0 && a.hop_ms.is_none() {
-        bail!("--num-clips must be at least 1");
-    }
     let written = batch::sample_clips_to_folder(
         &a.input,
         &a.output_dir,

@@ -4,6 +4,7 @@
 use super::choice::choice;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
@@ -11,7 +12,7 @@ use ragafusion::captions::Vocabulary;
 use ragafusion::corpus::prepare::{prepare as run_prepare, PrepareOptions};
 use ragafusion::corpus::synth::stroke_kit::StrokeKit;
 use ragafusion::corpus::synth::{SynthSegment, Timbre, RENDER_RATE_HZ};
-use ragafusion::corpus::synth_set::{render_set, SynthOverrides};
+use ragafusion::corpus::synth_set::{render_set, SynthOverrides, SynthSet};
 use ragafusion::spectrogram::{Preset, SpectrogramParams};
 
 use super::progress_bar::Bar;
@@ -68,45 +69,26 @@ pub struct SynthArgs {
 
 /// Runs `synth`.
 pub fn synth(a: SynthArgs) -> anyhow::Result<ExitCode> {
-    let vocab = Vocabulary::builtin();
-    let ragas: Vec<String> = if a.ragas.is_empty() {
-        vocab.ragas.iter().map(|r| r.name.clone()).collect()
-    } else {
-        a.ragas
-    };
-    let overrides = SynthOverrides {
-        timbre: a.timbre,
-        segment: a.segment,
-        tala: a.tala,
-        tonic_hz: a.tonic_hz,
-        tempo_bpm: a.tempo_bpm,
-        percussion: if a.percussion {
-            Some(true)
-        } else if a.no_percussion {
-            Some(false)
-        } else {
-            None
-        },
-        no_drone: a.no_drone,
-        stroke_kit: match &a.stroke_kit {
-            Some(dir) => Some(std::sync::Arc::new(
-                StrokeKit::load(dir, RENDER_RATE_HZ)
-                    .with_context(|| format!("--stroke-kit {}", dir.display()))?,
-            )),
-            None => None,
+    let set = SynthSet {
+        ragas: a.ragas,
+        count: a.count,
+        seed: a.seed,
+        duration_s: a.duration_s,
+        overrides: SynthOverrides {
+            timbre: a.timbre,
+            segment: a.segment,
+            tala: a.tala,
+            tonic_hz: a.tonic_hz,
+            tempo_bpm: a.tempo_bpm,
+            percussion: (a.percussion || a.no_percussion).then_some(a.percussion),
+            no_drone: a.no_drone,
+            stroke_kit: (a.stroke_kit.as_deref())
+                .map(|dir| StrokeKit::load(dir, RENDER_RATE_HZ).map(Arc::new))
+                .transpose()
+                .with_context(|| "--stroke-kit".to_string())?,
         },
     };
-    let bar = Bar::new();
-    let report = render_set(
-        vocab,
-        &a.output_dir,
-        &ragas,
-        a.count,
-        a.seed,
-        a.duration_s,
-        &overrides,
-        &bar,
-    )?;
+    let report = render_set(Vocabulary::builtin(), &a.output_dir, &set, &Bar::new())?;
     eprintln!(
         "rendered {} clips, skipped {} already present, in {}",
         report.rendered,
@@ -156,16 +138,16 @@ pub struct PrepareArgs {
 
 /// Runs `prepare`.
 pub fn prepare(a: PrepareArgs) -> anyhow::Result<ExitCode> {
-    if a.split.len() != 3 {
-        anyhow::bail!(
+    let split = <[f64; 3]>::try_from(a.split.as_slice()).map_err(|_| {
+        anyhow::anyhow!(
             "--split takes three shares (train,validation,test), got {}",
             a.split.len()
-        );
-    }
+        )
+    })?;
     let opts = PrepareOptions {
         clip_s: a.clip_s,
         hop_s: a.hop_s,
-        split: [a.split[0], a.split[1], a.split[2]],
+        split,
         seed: a.seed,
         skip_percussion_solo: !a.keep_percussion_solo,
         silence_dbfs: a.silence_dbfs,
@@ -181,21 +163,7 @@ pub fn prepare(a: PrepareArgs) -> anyhow::Result<ExitCode> {
         &bar,
     )
     .with_context(|| format!("preparing a dataset from {}", a.metadata.display()))?;
-    eprintln!(
-        "{} rows: {} processed, {} already done, {} percussion solos skipped; clips: {}; silent clips skipped: {}",
-        s.rows,
-        s.rows_processed,
-        s.rows_already_done,
-        s.rows_percussion_solo,
-        s.clips.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "),
-        s.silent_clips
-    );
-    if !s.bad.is_empty() {
-        eprintln!("skipped {} bad inputs:", s.bad.len());
-        for b in &s.bad {
-            eprintln!("  line {}: {}: {}", b.line, b.file, b.reason);
-        }
-    }
+    eprintln!("{s}");
     eprintln!("summary: {}", a.out.join("summary.json").display());
     Ok(ExitCode::SUCCESS)
 }

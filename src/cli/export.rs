@@ -11,7 +11,6 @@ use ragafusion::diffusion::SamplerKind;
 use ragafusion::train::export::{export_checkpoint, StorageDtype};
 
 use super::choice::choice;
-use super::sd_args::parse_scheduler;
 
 /// Arguments of `export-checkpoint`.
 #[derive(Debug, Args)]
@@ -39,7 +38,7 @@ pub struct ExportCheckpointArgs {
     #[arg(long)]
     canonical_tonic_hz: Option<f64>,
     /// Record a recommended sampler in ragafusion.json.
-    #[arg(long, value_parser = parse_scheduler)]
+    #[arg(long, value_parser = choice::<SamplerKind>())]
     scheduler: Option<SamplerKind>,
     /// Record recommended denoising steps in ragafusion.json.
     #[arg(long)]
@@ -53,20 +52,9 @@ pub struct ExportCheckpointArgs {
 pub fn export_checkpoint_cmd(a: ExportCheckpointArgs) -> anyhow::Result<ExitCode> {
     let step = export_checkpoint(&a.run, a.step, &a.out, !a.no_ema, a.dtype)
         .with_context(|| format!("exporting a checkpoint of {}", a.run.display()))?;
-    let given = a.canonical_tonic_hz.is_some()
-        || a.scheduler.is_some()
-        || a.steps.is_some()
-        || a.guidance.is_some();
-    if given {
-        // over the base pipeline's settings (copied with it)
-        ModelDefaults::update(
-            &a.out,
-            a.canonical_tonic_hz,
-            a.scheduler,
-            a.steps,
-            a.guidance,
-        )?;
-    }
+    // over the base pipeline's settings (copied with it)
+    let (tonic, sampler) = (a.canonical_tonic_hz, a.scheduler);
+    ModelDefaults::update(&a.out, tonic, sampler, a.steps, a.guidance)?;
     eprintln!("exported step {step}");
     println!("{}", a.out.display());
     Ok(ExitCode::SUCCESS)

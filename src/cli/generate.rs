@@ -7,13 +7,12 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use ragafusion::diffusion::SamplerKind;
 use ragafusion::engine::{defaults, Backend, GenerateRequest, Task};
 
 use super::choice::choice;
 use super::musicgen::MusicgenArgs;
 use super::sd_args::{
-    check, parse_scheduler, request, run_request, ModelArgs, OutputArgs, SamplingArgs, TonicArgs,
+    request, run_request, GuidanceArgs, ModelArgs, OutputArgs, SamplingArgs, TonicArgs,
 };
 
 /// Arguments of `generate`.
@@ -114,16 +113,8 @@ pub struct InterpolateArgs {
     model: ModelArgs,
     #[command(flatten)]
     tonic: TonicArgs,
-    /// Sampler: ddim, pndm, euler-a or dpmpp-2m (default: the model's,
-    /// else pndm).
-    #[arg(long, value_parser = parse_scheduler)]
-    scheduler: Option<SamplerKind>,
-    /// Classifier-free guidance scale (default: the model's, else 7).
-    #[arg(long)]
-    guidance: Option<f64>,
-    /// Negative prompt for every clip.
-    #[arg(long)]
-    negative: Option<String>,
+    #[command(flatten)]
+    guide: GuidanceArgs,
     /// Columns shared by consecutive clips in the joined file, in ms.
     #[arg(long, default_value_t = defaults::OVERLAP_MS)]
     overlap_ms: u32,
@@ -133,22 +124,16 @@ pub struct InterpolateArgs {
 
 /// Runs `generate`.
 pub fn generate(a: GenerateArgs) -> anyhow::Result<ExitCode> {
-    if a.backend == Backend::Musicgen && a.model.model.is_none() {
-        bail!("--backend musicgen needs --model (a MusicGen checkpoint folder)");
-    }
     let r = GenerateRequest {
         steps: a.steps,
         batch: a.batch,
         seconds: a.seconds,
         overlap_ms: a.overlap_ms,
         init_latents: a.init_latents.clone(),
-        musicgen: a.musicgen.options(),
+        musicgen: a.musicgen.options()?,
         ..request(&a.prompt, &a.sampling, &a.tonic, &a.output)
     };
-    check(&r, a.backend)?;
-    let engine = a.model.load(a.backend)?;
-    run_request(&engine, &r, &a.output.out)?;
-    Ok(ExitCode::SUCCESS)
+    run_request(&a.model, a.backend, &r, &a.output.out)
 }
 
 /// Runs `audio-to-audio`.
@@ -163,11 +148,8 @@ pub fn audio_to_audio(a: AudioToAudioArgs) -> anyhow::Result<ExitCode> {
         overlap_ms: a.overlap_ms,
         ..request(&a.prompt, &a.sampling, &a.tonic, &a.output)
     };
-    check(&r, Backend::Diffusion)?;
-    let engine = a.model.load(Backend::Diffusion)?;
-    run_request(&engine, &r, &a.output.out)
-        .with_context(|| format!("audio-to-audio of {}", a.input.display()))?;
-    Ok(ExitCode::SUCCESS)
+    run_request(&a.model, Backend::Diffusion, &r, &a.output.out)
+        .with_context(|| format!("audio-to-audio of {}", a.input.display()))
 }
 
 fn parse_point(s: &str, flag: &str) -> anyhow::Result<(String, u64)> {
@@ -184,29 +166,23 @@ fn parse_point(s: &str, flag: &str) -> anyhow::Result<(String, u64)> {
 pub fn interpolate(a: InterpolateArgs) -> anyhow::Result<ExitCode> {
     let (p0, s0) = parse_point(&a.from, "from")?;
     let (p1, s1) = parse_point(&a.to, "to")?;
-    if a.steps < 2 {
-        bail!("--steps must be at least 2 (the two end points)");
-    }
     let r = GenerateRequest {
         task: Task::Interpolate {
             to_prompt: p1,
             to_seed: s1,
             clips: a.steps,
         },
-        negative: a.negative.clone(),
+        negative: a.guide.negative.clone(),
+        sampler: a.guide.scheduler,
+        guidance: a.guide.guidance,
         tonic_hz: a.tonic.tonic,
-        sampler: a.scheduler,
         steps: a.inference_steps,
-        guidance: a.guidance,
         overlap_ms: a.overlap_ms,
         quality: a.output.quality,
         name: a.output.name.clone(),
         ..GenerateRequest::new(p0, s0)
     };
-    check(&r, Backend::Diffusion)?;
-    let engine = a.model.load(Backend::Diffusion)?;
-    run_request(&engine, &r, &a.output.out)?;
-    Ok(ExitCode::SUCCESS)
+    run_request(&a.model, Backend::Diffusion, &r, &a.output.out)
 }
 
 #[cfg(test)]
@@ -214,10 +190,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn slugs_and_points() {
-        use ragafusion::engine::slug;
-        assert_eq!(slug("Kalyani raga, Adi tala!"), "kalyani-raga-adi-tala");
-        assert_eq!(slug(""), "unconditional");
+    fn points() {
         assert_eq!(
             parse_point("raga: kalyani:7", "from").unwrap(),
             ("raga: kalyani".into(), 7)

@@ -5,9 +5,11 @@ use std::path::PathBuf;
 
 use clap::Args;
 use ragafusion::engine::{defaults, MusicgenOptions};
+use ragafusion::overlay::from_fields;
+use serde::Serialize;
 
 /// MusicGen's settings of `generate` (used with `--backend musicgen`).
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize)]
 pub struct MusicgenArgs {
     /// Continue this audio file (resampled to the model's rate): its codes
     /// start the sequence and the output begins with it.
@@ -37,16 +39,8 @@ pub struct MusicgenArgs {
 }
 
 impl MusicgenArgs {
-    /// The engine's MusicGen options.
-    pub(super) fn options(&self) -> MusicgenOptions {
-        MusicgenOptions {
-            continue_from: self.continue_from.clone(),
-            greedy: self.greedy,
-            top_k: self.top_k,
-            top_p: self.top_p,
-            temperature: self.temperature,
-            window_s: self.window_s,
-            stride_s: self.stride_s,
-        }
+    /// The engine's MusicGen options (the same fields).
+    pub(super) fn options(&self) -> anyhow::Result<MusicgenOptions> {
+        Ok(from_fields(self, "musicgen")?)
     }
 }

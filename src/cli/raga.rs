@@ -5,15 +5,17 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
+use ragafusion::overlay::from_fields;
 use ragafusion::raga::classifier::Classifier;
 use ragafusion::raga::jobs::{evaluate_folder, train_classifier as train_job};
 use ragafusion::raga::jobs::{ClassifierJob, ClassifierKind};
+use serde::Serialize;
 
 use super::choice::choice;
 use super::progress_bar::Bar;
 
-/// Arguments of `train-classifier`.
-#[derive(Debug, Args)]
+/// Arguments of `train-classifier`: the fields of a [`ClassifierJob`].
+#[derive(Debug, Args, Serialize)]
 pub struct TrainClassifierArgs {
     /// Folder of labelled clips (WAV + JSON label, as `synth` writes).
     #[arg(long)]
@@ -53,19 +55,7 @@ pub struct TrainClassifierArgs {
 
 /// Runs `train-classifier`.
 pub fn train_classifier(a: TrainClassifierArgs) -> anyhow::Result<ExitCode> {
-    let job = ClassifierJob {
-        data: a.data,
-        out: a.out,
-        kind: a.kind,
-        k: a.k,
-        max_per_raga: a.max_per_raga,
-        epochs: a.epochs,
-        batch_size: a.batch_size,
-        learning_rate: a.learning_rate,
-        views: a.views,
-        tonic_jitter_cents: a.tonic_jitter_cents,
-        seed: a.seed,
-    };
+    let job: ClassifierJob = from_fields(&a, "train-classifier")?;
     eprintln!("{}", train_job(&job, &Bar::new())?);
     Ok(ExitCode::SUCCESS)
 }
@@ -87,32 +77,13 @@ pub struct ClassifyArgs {
     top: usize,
 }
 
-/// Loads the classifier in `model`, or the built-in one.
-pub(super) fn load_classifier(model: Option<&PathBuf>) -> anyhow::Result<Classifier> {
-    Classifier::load_or_builtin(model.map(|p| p.as_path())).with_context(|| match model {
-        Some(p) => format!("loading the classifier in {}", p.display()),
-        None => "loading the built-in classifier".to_string(),
-    })
-}
-
+/// Runs `classify`.
 pub fn classify(a: ClassifyArgs) -> anyhow::Result<ExitCode> {
-    let model = load_classifier(a.model.as_ref())?;
+    let model = Classifier::load_or_builtin(a.model.as_deref())?;
     let c = model
         .classify_file(&a.input, a.tonic)
         .with_context(|| format!("classifying {}", a.input.display()))?;
-    let top: Vec<serde_json::Value> = c
-        .ranked
-        .iter()
-        .take(a.top)
-        .map(|(raga, score)| serde_json::json!({"raga": raga, "score": score}))
-        .collect();
-    let out = serde_json::json!({
-        "file": a.input,
-        "classifier": model.kind(),
-        "tonic_hz": c.tonic_hz,
-        "tonic_given": c.tonic_given,
-        "top": top,
-    });
+    let out = c.report(&a.input, model.kind(), a.top);
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(ExitCode::SUCCESS)
 }
@@ -136,9 +107,8 @@ pub struct EvaluateArgs {
 
 /// Runs `evaluate`: top-1 / top-3 accuracy and the confusion matrix (CSV
 /// and PNG, over the ragas that occur).
-/// Runs `evaluate`.
 pub fn evaluate(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
-    let model = load_classifier(a.model.as_ref())?;
+    let model = Classifier::load_or_builtin(a.model.as_deref())?;
     let name = a
         .model
         .as_ref()

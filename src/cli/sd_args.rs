@@ -3,9 +3,11 @@
 //! [`GenerateRequest`] fields; and writing a job's outputs.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
+use ragafusion::captions::shruti::parse_tonic;
 use ragafusion::diffusion::SamplerKind;
 use ragafusion::engine::{
     defaults, write_outputs, Backend, Engine, GenerateRequest, Generated, ModelSpec,
@@ -43,21 +45,16 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
-    /// The model these flags name, for `backend`.
-    pub(super) fn spec(&self, backend: Backend) -> ModelSpec {
-        ModelSpec {
+    /// Loads the model these flags name, for `backend`.
+    pub(super) fn load(&self, backend: Backend) -> anyhow::Result<Engine> {
+        let spec = ModelSpec {
             backend,
             dir: self.model.clone(),
             device: self.device.clone(),
             dtype: self.dtype.clone(),
             variant: self.variant.clone(),
             attention_slice: self.attention_slice,
-        }
-    }
-
-    /// Loads the model these flags name.
-    pub(super) fn load(&self, backend: Backend) -> anyhow::Result<Engine> {
-        let spec = self.spec(backend);
+        };
         Engine::load(&spec).with_context(|| match &spec.dir {
             Some(d) => format!("loading the checkpoint {}", d.display()),
             None => "loading the default model".into(),
@@ -65,16 +62,11 @@ impl ModelArgs {
     }
 }
 
-pub(super) fn parse_scheduler(s: &str) -> Result<SamplerKind, String> {
-    SamplerKind::parse(s).map_err(|e| e.to_string())
-}
-
-/// Sampler settings shared by the verbs.
+/// Sampler and guidance flags.
 #[derive(Debug, Args)]
-pub struct SamplingArgs {
-    /// Sampler: ddim, pndm, euler-a or dpmpp-2m (default: the model's
-    /// ragafusion.json, else pndm, riffusion's).
-    #[arg(long, value_parser = parse_scheduler)]
+pub struct GuidanceArgs {
+    /// Sampler (default: the model's ragafusion.json, else pndm, riffusion's).
+    #[arg(long, value_parser = choice::<SamplerKind>())]
     pub(super) scheduler: Option<SamplerKind>,
     /// Classifier-free guidance scale, 1 disables guidance (default: the
     /// model's, else 7; 3 with `--backend musicgen`).
@@ -83,9 +75,16 @@ pub struct SamplingArgs {
     /// Negative prompt (what to steer away from); default the empty prompt.
     #[arg(long)]
     pub(super) negative: Option<String>,
+}
+
+/// Sampler settings shared by the verbs.
+#[derive(Debug, Args)]
+pub struct SamplingArgs {
+    #[command(flatten)]
+    guide: GuidanceArgs,
     /// Seed of the initial noise (and of Euler ancestral's noise).
     #[arg(long, default_value_t = defaults::SEED)]
-    pub(super) seed: u64,
+    seed: u64,
 }
 
 /// The tonic a run is asked for.
@@ -96,12 +95,8 @@ pub struct TonicArgs {
     /// the model's canonical tonic. Needs a model with one
     /// (`canonical_tonic_hz` in ragafusion.json), which plays it by
     /// transposing its spectrogram.
-    #[arg(long, value_parser = parse_tonic_flag)]
+    #[arg(long, value_parser = |s: &str| parse_tonic(s).map_err(|e| e.to_string()))]
     pub(super) tonic: Option<f64>,
-}
-
-fn parse_tonic_flag(s: &str) -> Result<f64, String> {
-    ragafusion::captions::shruti::parse_tonic(s).map_err(|e| e.to_string())
 }
 
 /// Output settings shared by the verbs.
@@ -126,39 +121,37 @@ pub(super) fn request(
     output: &OutputArgs,
 ) -> GenerateRequest {
     GenerateRequest {
-        negative: sampling.negative.clone(),
+        negative: sampling.guide.negative.clone(),
         tonic_hz: tonic.tonic,
-        sampler: sampling.scheduler,
-        guidance: sampling.guidance,
+        sampler: sampling.guide.scheduler,
+        guidance: sampling.guide.guidance,
         quality: output.quality,
         name: output.name.clone(),
         ..GenerateRequest::new(prompt, sampling.seed)
     }
 }
 
-/// Checks a request before its model loads; a refused field is named as
-/// its flag.
-pub(super) fn check(request: &GenerateRequest, backend: Backend) -> anyhow::Result<()> {
+/// Runs a request: checks it before the model loads (a refused field is
+/// named as its flag), loads the model, and writes each output into `out`
+/// as soon as it exists, printing its WAV's path.
+pub(super) fn run_request(
+    model: &ModelArgs,
+    backend: Backend,
+    request: &GenerateRequest,
+    out: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
     request.check(backend).map_err(|e| match e {
         ragafusion::Error::InvalidParameter { field, reason } => {
             anyhow::anyhow!("--{}: {reason}", field.replace('_', "-"))
         }
         other => other.into(),
-    })
-}
-
-/// Runs a request, writing each output into `out` as soon as it exists
-/// and printing its WAV's path.
-pub(super) fn run_request(
-    engine: &Engine,
-    request: &GenerateRequest,
-    out: &std::path::Path,
-) -> anyhow::Result<()> {
+    })?;
+    let engine = model.load(backend)?;
     let bar = Bar::new();
     engine.generate_each(request, &bar, &mut |made: Generated| {
         let wav = write_outputs(out, &made)?;
         println!("{}", wav.display());
         Ok(())
     })?;
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

@@ -6,12 +6,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
+use ragafusion::overlay::from_fields;
 use ragafusion::train::text_job::{train_text_encoder as train_text_job, TextJob};
+use serde::Serialize;
 
 use super::progress_bar::Bar;
 
-/// Arguments of `train-text-encoder`.
-#[derive(Debug, Args)]
+/// Arguments of `train-text-encoder`: the fields of a [`TextJob`].
+#[derive(Debug, Args, Serialize)]
 pub struct TrainTextEncoderArgs {
     /// Run folder: tokenizer/, text_encoder/, training.json, and final/
     /// (the base pipeline with the new tokenizer and text encoder).
@@ -63,21 +65,7 @@ pub struct TrainTextEncoderArgs {
 
 /// Runs `train-text-encoder`.
 pub fn train_text_encoder(a: TrainTextEncoderArgs) -> anyhow::Result<ExitCode> {
-    let job = TextJob {
-        out: a.out,
-        model: a.model,
-        unet_config: a.unet_config,
-        hidden: a.hidden,
-        layers: a.layers,
-        heads: a.heads,
-        context: a.context,
-        max_tokens: a.max_tokens,
-        corpus_captions: a.corpus_captions,
-        steps: a.steps,
-        batch_size: a.batch_size,
-        learning_rate: a.learning_rate,
-        seed: a.seed,
-    };
+    let job: TextJob = from_fields(&a, "train-text-encoder")?;
     let dir = train_text_job(&job, &Bar::new())?;
     eprintln!("wrote {}", dir.display());
     Ok(ExitCode::SUCCESS)

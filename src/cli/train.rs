@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use clap::Args;
 use ragafusion::train::options::TrainOptions;
 use ragafusion::train::unet_job::train_unet;
-use ragafusion::train::{LrScheduleKind, Prediction};
+use ragafusion::train::LrScheduleKind;
+use serde::Serialize;
 
 use super::choice::choice;
 use super::progress_bar::Bar;
@@ -17,14 +18,32 @@ use super::progress_bar::Bar;
 /// FILE.toml` (same names with underscores); flags override the file.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// Training folder: images + metadata.jsonl (`file_name`, `text`,
-    /// optional `raga`), e.g. `prepare`'s OUT/train.
-    #[arg(long)]
-    data: Option<PathBuf>,
     /// Run folder: checkpoints/, metrics.jsonl, loss.png, validation/,
     /// train_config.toml, final/ (the exported pipeline).
     #[arg(long)]
     out: PathBuf,
+    /// Options file (TOML); saved with the run as train_config.toml.
+    #[arg(long = "options")]
+    options_file: Option<PathBuf>,
+    /// Continue from the newest checkpoint in --out (its saved options are
+    /// used; --max-steps may extend the run).
+    #[arg(long)]
+    resume: bool,
+    /// `cpu`, or `cuda` / `cuda:N`.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    #[command(flatten)]
+    options: TrainFlags,
+}
+
+/// The options of a run given as flags (named as in the options file;
+/// LoRA's as `lora`, `lora_rank` and `lora_alpha`).
+#[derive(Debug, Args, Serialize)]
+pub struct TrainFlags {
+    /// Training folder: images + metadata.jsonl (`file_name`, `text`,
+    /// optional `raga`), e.g. `prepare`'s OUT/train.
+    #[arg(long)]
+    data: Option<PathBuf>,
     /// Base checkpoint (diffusers folder). With --config it supplies the
     /// VAE, text encoder, tokenizer and scheduler only.
     #[arg(long)]
@@ -32,13 +51,6 @@ pub struct TrainArgs {
     /// Train the UNet from scratch with a named config: tiny, compact, small, sd15.
     #[arg(long)]
     config: Option<String>,
-    /// Options file (TOML); saved with the run as train_config.toml.
-    #[arg(long)]
-    options: Option<PathBuf>,
-    /// Continue from the newest checkpoint in --out (its saved options are
-    /// used; --max-steps may extend the run).
-    #[arg(long)]
-    resume: bool,
     /// Optimiser steps in all (default 1000).
     #[arg(long)]
     max_steps: Option<u64>,
@@ -129,96 +141,12 @@ pub struct TrainArgs {
     /// Share of samples with timesteps drawn from 0..=t_max (default 0).
     #[arg(long)]
     aux_low_t_share: Option<f64>,
-    /// `cpu`, or `cuda` / `cuda:N`.
-    #[arg(long, default_value = "cpu")]
-    device: String,
-}
-
-fn overlay(o: &mut TrainOptions, a: &TrainArgs) {
-    macro_rules! set {
-        ($($f:ident),*) => { $( if let Some(v) = a.$f.clone() { o.$f = v; } )* };
-    }
-    macro_rules! set_opt {
-        ($($f:ident),*) => { $( if a.$f.is_some() { o.$f = a.$f.clone(); } )* };
-    }
-    set!(
-        max_steps,
-        batch_size,
-        grad_accum,
-        lr_scheduler,
-        lr_warmup_steps,
-        max_grad_norm
-    );
-    set!(
-        noise_offset,
-        input_perturbation,
-        caption_dropout,
-        mixed_precision,
-        seed,
-        crop_px
-    );
-    set!(
-        checkpoint_every,
-        keep_checkpoints,
-        validate_every,
-        validation_steps
-    );
-    set!(aux_lambda, aux_t_max, aux_low_t_share);
-    set_opt!(
-        data,
-        model,
-        config,
-        learning_rate,
-        snr_gamma,
-        ema_decay,
-        aux_classifier
-    );
-    if let Some(p) = &a.prediction {
-        o.prediction = Some(if p == "v_prediction" {
-            Prediction::V
-        } else {
-            Prediction::Epsilon
-        });
-    }
-    if a.gradient_checkpointing {
-        o.gradient_checkpointing = true;
-    }
-    if !a.validation_prompts.is_empty() {
-        o.validation_prompts = a.validation_prompts.clone();
-    }
-    if a.lora || a.lora_rank.is_some() || a.lora_alpha.is_some() {
-        let mut l = o.lora.clone().unwrap_or_default();
-        if let Some(r) = a.lora_rank {
-            l.rank = r;
-            l.alpha = r as f64;
-        }
-        if let Some(al) = a.lora_alpha {
-            l.alpha = al;
-        }
-        o.lora = Some(l);
-    }
-}
-
-fn options(a: &TrainArgs) -> anyhow::Result<TrainOptions> {
-    let saved = a.out.join("train_config.toml");
-    if a.resume && saved.is_file() {
-        let mut o = TrainOptions::from_toml(&saved)?;
-        if let Some(m) = a.max_steps {
-            o.max_steps = m;
-        }
-        return Ok(o);
-    }
-    let mut o = match &a.options {
-        Some(p) => TrainOptions::from_toml(p)?,
-        None => TrainOptions::default(),
-    };
-    overlay(&mut o, a);
-    Ok(o)
 }
 
 /// Runs `train`.
 pub fn train(a: TrainArgs) -> anyhow::Result<ExitCode> {
-    let o = options(&a)?;
+    let fields = serde_json::to_value(&a.options)?;
+    let o = TrainOptions::for_run(&a.out, a.options_file.as_deref(), a.resume, &fields)?;
     let final_dir = train_unet(&o, &a.out, &a.device, a.resume, &Bar::new())?;
     println!("{}", final_dir.display());
     Ok(ExitCode::SUCCESS)

@@ -6,13 +6,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
+use ragafusion::overlay::from_fields;
 use ragafusion::train::latent_job::{train_latent_classifier as train_latent_job, LatentJob};
 use ragafusion::train::vae_job::{train_vae as train_vae_job, VaeJob};
+use serde::Serialize;
 
 use super::progress_bar::Bar;
 
-/// Arguments of `train-vae`.
-#[derive(Debug, Args)]
+/// Arguments of `train-vae`: the fields of a [`VaeJob`].
+#[derive(Debug, Args, Serialize)]
 pub struct TrainVaeArgs {
     /// Training folder: images + metadata.jsonl (as for `train`).
     #[arg(long)]
@@ -66,29 +68,13 @@ pub struct TrainVaeArgs {
 
 /// Runs `train-vae`.
 pub fn train_vae(a: TrainVaeArgs) -> anyhow::Result<ExitCode> {
-    let job = VaeJob {
-        data: a.data,
-        out: a.out,
-        model: a.model,
-        config: a.config,
-        max_steps: a.max_steps,
-        batch_size: a.batch_size,
-        learning_rate: a.learning_rate,
-        lr_warmup_steps: a.lr_warmup_steps,
-        kl_weight: a.kl_weight,
-        crop_px: a.crop_px,
-        max_grad_norm: a.max_grad_norm,
-        checkpoint_every: a.checkpoint_every,
-        resume: a.resume,
-        seed: a.seed,
-        device: a.device,
-    };
+    let job: VaeJob = from_fields(&a, "train-vae")?;
     println!("{}", train_vae_job(&job, &Bar::new())?.display());
     Ok(ExitCode::SUCCESS)
 }
 
-/// Arguments of `train-latent-classifier`.
-#[derive(Debug, Args)]
+/// Arguments of `train-latent-classifier`: the fields of a [`LatentJob`].
+#[derive(Debug, Args, Serialize)]
 pub struct TrainLatentClassifierArgs {
     /// Training folder: images + metadata.jsonl with a `raga` per image.
     #[arg(long)]
@@ -132,20 +118,7 @@ pub struct TrainLatentClassifierArgs {
 
 /// Runs `train-latent-classifier`.
 pub fn train_latent_classifier(a: TrainLatentClassifierArgs) -> anyhow::Result<ExitCode> {
-    let job = LatentJob {
-        data: a.data,
-        model: a.model,
-        out: a.out,
-        steps: a.steps,
-        batch_size: a.batch_size,
-        learning_rate: a.learning_rate,
-        weight_decay: a.weight_decay,
-        crop_px: a.crop_px,
-        noise_augment: a.noise_augment,
-        holdout_every: a.holdout_every,
-        seed: a.seed,
-        device: a.device,
-    };
+    let job: LatentJob = from_fields(&a, "train-latent-classifier")?;
     println!("{}", train_latent_job(&job, &Bar::new())?.display());
     Ok(ExitCode::SUCCESS)
 }

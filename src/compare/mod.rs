@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod report;
 pub mod results;
 pub mod run;
+pub mod setup;
 pub mod summary;
 
 pub use experiment::{load_experiment, Experiment, Resolved};

@@ -133,6 +133,31 @@ pub struct PrepareSummary {
     pub bad: Vec<BadInput>,
 }
 
+/// The counts on one line, then each bad input with its line number.
+impl std::fmt::Display for PrepareSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let clips: Vec<String> = self.clips.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        write!(
+            f,
+            "{} rows: {} processed, {} already done, {} percussion solos skipped; \
+             clips: {}; silent clips skipped: {}",
+            self.rows,
+            self.rows_processed,
+            self.rows_already_done,
+            self.rows_percussion_solo,
+            clips.join(", "),
+            self.silent_clips
+        )?;
+        if !self.bad.is_empty() {
+            write!(f, "\nskipped {} bad inputs:", self.bad.len())?;
+        }
+        for b in &self.bad {
+            write!(f, "\n  line {}: {}: {}", b.line, b.file, b.reason)?;
+        }
+        Ok(())
+    }
+}
+
 /// A row that passed validation.
 struct Job {
     line: usize,

@@ -104,23 +104,41 @@ pub fn clip_spec(
     spec
 }
 
-/// Renders `count` clips per raga into `out_dir`.
-#[allow(clippy::too_many_arguments)]
+/// A set of labelled clips to render.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SynthSet {
+    /// Ragas, any spelling the vocabulary knows; empty: every raga.
+    pub ragas: Vec<String>,
+    /// Clips per raga.
+    pub count: usize,
+    /// Seed of the set: each clip's choices follow from it, the raga and
+    /// the clip's index.
+    pub seed: u64,
+    /// Clip length, seconds.
+    pub duration_s: f64,
+    /// Choices fixed for every clip.
+    pub overrides: SynthOverrides,
+}
+
+/// Renders `set.count` clips per raga into `out_dir`.
 pub fn render_set(
     vocab: &Vocabulary,
     out_dir: &Path,
-    ragas: &[String],
-    count: usize,
-    seed: u64,
-    duration_s: f64,
-    overrides: &SynthOverrides,
+    set: &SynthSet,
     progress: &dyn Progress,
 ) -> Result<SetReport> {
+    let (count, seed, duration_s, overrides) =
+        (set.count, set.seed, set.duration_s, &set.overrides);
     // Resolve every name first, so a typo fails before any work.
-    let names: Vec<String> = ragas
-        .iter()
-        .map(|r| vocab.raga(r).map(|r| r.name.clone()))
-        .collect::<Result<_>>()?;
+    let names: Vec<String> = if set.ragas.is_empty() {
+        vocab.ragas.iter().map(|r| r.name.clone()).collect()
+    } else {
+        let known = set
+            .ragas
+            .iter()
+            .map(|r| vocab.raga(r).map(|r| r.name.clone()));
+        known.collect::<Result<_>>()?
+    };
     if let Some(t) = &overrides.tala {
         vocab.tala(t)?;
     }
@@ -176,8 +194,14 @@ mod tests {
         let v = Vocabulary::builtin();
         let dir = tempfile::tempdir().unwrap();
         let ragas = vec!["thodi".to_string(), "Mohanam".to_string()];
-        let o = SynthOverrides::default();
-        let r = render_set(v, dir.path(), &ragas, 2, 7, 1.0, &o, &NoProgress).unwrap();
+        let set = |ragas: &[String], count| SynthSet {
+            ragas: ragas.to_vec(),
+            count,
+            seed: 7,
+            duration_s: 1.0,
+            overrides: SynthOverrides::default(),
+        };
+        let r = render_set(v, dir.path(), &set(&ragas, 2), &NoProgress).unwrap();
         assert_eq!((r.rendered, r.skipped), (4, 0));
         assert!(dir.path().join("todi_00001.json").exists());
         let label: serde_json::Value = serde_json::from_str(
@@ -186,18 +210,9 @@ mod tests {
         .unwrap();
         assert_eq!(label["raga"], "Mohanam");
         assert!(label["swaras"].as_array().unwrap().len() > 1);
-        let again = render_set(v, dir.path(), &ragas, 2, 7, 1.0, &o, &NoProgress).unwrap();
+        let again = render_set(v, dir.path(), &set(&ragas, 2), &NoProgress).unwrap();
         assert_eq!((again.rendered, again.skipped), (0, 4));
-        let bad = render_set(
-            v,
-            dir.path(),
-            &["Kalyanni q".to_string()],
-            1,
-            7,
-            1.0,
-            &o,
-            &NoProgress,
-        );
+        let bad = render_set(v, dir.path(), &set(&["Kalyanni q".into()], 1), &NoProgress);
         assert!(bad.unwrap_err().to_string().contains("unknown raga"));
     }
 }

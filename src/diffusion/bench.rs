@@ -14,9 +14,10 @@ use serde::Serialize;
 
 use super::config::{UnetConfig, VaeConfig};
 use super::pipeline::{Conditioning, SampleSettings};
-use super::schedulers::{NoiseSource, SeededNoise};
+use super::schedulers::{NoiseSource, SamplerKind, SeededNoise};
 use super::unet::Unet;
 use super::vae::Vae;
+use crate::choice::Choice;
 use crate::error::terr;
 use crate::error::{Error, Result};
 use crate::memory::peak_rss_mib;
@@ -197,18 +198,37 @@ impl SimpleBackend for Counter {
     }
 }
 
-/// The `bench-sd` run: SD 1.5's architecture with random weights at
-/// `width_px` x `height_px`, on the device and dtype named. Returns the
-/// JSON record (settings, machine, report) and a one-line summary.
-pub fn bench_sd15(
-    settings: SampleSettings,
-    width_px: usize,
-    height_px: usize,
-    device: &str,
-    dtype: &str,
-    attention_slice: Option<usize>,
-    progress: &dyn Progress,
-) -> Result<(serde_json::Value, String)> {
+/// What `bench-sd` times: SD 1.5's architecture with random weights.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SdBench {
+    /// Denoising steps.
+    pub steps: usize,
+    /// Image width in pixels.
+    pub width: usize,
+    /// Image height in pixels.
+    pub height: usize,
+    /// Sampler.
+    pub scheduler: SamplerKind,
+    /// Guidance scale; above 1 the UNet runs on a batch of two.
+    pub guidance: f64,
+    /// `cpu`, or `cuda` / `cuda:N`.
+    pub device: String,
+    /// UNet precision: f32, f16 or bf16.
+    pub dtype: String,
+    /// Attention slice size (batch x heads at a time); none: automatic.
+    pub attention_slice: Option<usize>,
+}
+
+/// The `bench-sd` run. Returns the JSON record (settings, machine,
+/// report) and a one-line summary.
+pub fn bench_sd15(job: &SdBench, progress: &dyn Progress) -> Result<(serde_json::Value, String)> {
+    let settings = SampleSettings {
+        sampler: job.scheduler,
+        steps: job.steps,
+        guidance: job.guidance,
+    };
+    let (width_px, height_px, device, dtype) = (job.width, job.height, &job.device, &job.dtype);
     let (dev, dt) = crate::engine::device_and_dtype(device, dtype)?;
     let cfg = BenchConfig {
         unet: UnetConfig::sd15(),
@@ -218,7 +238,7 @@ pub fn bench_sd15(
         height_px,
         dtype: dt,
         device: dev,
-        attention_slice,
+        attention_slice: job.attention_slice,
     };
     let report = run_benchmark(&cfg, progress)?;
     let summary = format!(
@@ -248,7 +268,6 @@ pub fn bench_sd15(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diffusion::SamplerKind;
     use crate::NoProgress;
 
     #[test]

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{SampleSettings, SamplerKind};
 use crate::captions::shruti::split_shruti;
+use crate::choice::Choice;
 use crate::error::{Error, Result};
 use crate::fsutil::read_json;
 use crate::spectrogram::transpose::transpose_image;
@@ -47,7 +48,8 @@ pub struct ModelDefaults {
 
 impl ModelDefaults {
     /// Sets the given fields in `dir`'s [`DEFAULTS_FILE`], keeping the
-    /// others, and reads the file back with the load-time checks.
+    /// others, and reads the file back with the load-time checks. With no
+    /// field given the file is left as it is (or absent).
     pub fn update(
         dir: &Path,
         canonical_tonic_hz: Option<f64>,
@@ -56,6 +58,13 @@ impl ModelDefaults {
         guidance: Option<f64>,
     ) -> Result<Self> {
         let mut d = Self::read(dir)?;
+        let given = canonical_tonic_hz.is_some()
+            || scheduler.is_some()
+            || steps.is_some()
+            || guidance.is_some();
+        if !given {
+            return Ok(d);
+        }
         d.canonical_tonic_hz = canonical_tonic_hz.or(d.canonical_tonic_hz);
         d.scheduler = scheduler.map(|s| s.name().to_string()).or(d.scheduler);
         d.steps = steps.or(d.steps);
@@ -83,7 +92,8 @@ impl ModelDefaults {
             }
         }
         if let Some(s) = &d.scheduler {
-            SamplerKind::parse(s).map_err(|e| bad("scheduler", e.to_string()))?;
+            s.parse::<SamplerKind>()
+                .map_err(|e| bad("scheduler", e.to_string()))?;
         }
         if let Some(n) = d.steps {
             if !(1..=1000).contains(&n) {
@@ -102,7 +112,7 @@ impl ModelDefaults {
     pub fn sampler(&self) -> Option<SamplerKind> {
         self.scheduler
             .as_deref()
-            .and_then(|s| SamplerKind::parse(s).ok())
+            .and_then(|s| s.parse::<SamplerKind>().ok())
     }
 
     /// Sampler settings: each one given, else this model's, else

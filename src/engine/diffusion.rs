@@ -11,6 +11,7 @@ use super::outputs::{slug, spectrogram_output, Generated};
 use super::request::{GenerateRequest, Task};
 use super::{defaults, Engine};
 use crate::audio::{read_audio_as, ChannelLayout};
+use crate::choice::Choice;
 use crate::diffusion::defaults::{plan_tonic, TonicPlan};
 use crate::diffusion::pipeline::load::px_of_ms;
 use crate::diffusion::pipeline::longform::{join_clips, Tiling};

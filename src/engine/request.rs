@@ -54,7 +54,8 @@ pub enum Task {
 }
 
 /// MusicGen's own settings.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MusicgenOptions {
     /// Audio whose codes start the sequence; the output begins with it.
     pub continue_from: Option<PathBuf>,

@@ -12,6 +12,7 @@ use super::decoder::Decoder;
 use super::encodec::Encodec;
 use super::generate::{generate_codes, GenerateSettings};
 use super::model::Memory;
+use super::sampling::Sampling;
 use super::t5::T5Encoder;
 use crate::error::terr;
 use crate::error::{Error, Result};
@@ -159,18 +160,43 @@ pub fn count_decoder_parameters(c: &DecoderConfig) -> usize {
         + 2 * h
         + c.num_codebooks * v * h
 }
-/// The `bench-musicgen` run: a MusicGen `size` (small, medium, large)
-/// with random weights, T5-base and the 32 kHz codec, on the device and
-/// dtype named. Returns the JSON record and a one-line summary.
+/// What `bench-musicgen` times: a MusicGen decoder size with random
+/// weights, T5-base and the 32 kHz codec.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MusicgenBench {
+    /// Decoder size: small, medium or large.
+    pub size: String,
+    /// Seconds of audio (50 per second plus 3 decoder steps).
+    pub seconds: f64,
+    /// Guidance scale; above 1 the decoder runs on a batch of two.
+    pub guidance: f64,
+    /// Argmax decoding instead of top-k 250 sampling.
+    pub greedy: bool,
+    /// Text tokens of the (random) prompt.
+    pub text_tokens: usize,
+    /// `cpu`, or `cuda` / `cuda:N`.
+    pub device: String,
+    /// Decoder precision: f32, f16 or bf16.
+    pub dtype: String,
+}
+
+/// The `bench-musicgen` run. Returns the JSON record and a one-line
+/// summary.
 pub fn bench_musicgen_size(
-    size: &str,
-    seconds: f64,
-    text_tokens: usize,
-    settings: GenerateSettings,
-    device: &str,
-    dtype: &str,
+    job: &MusicgenBench,
     progress: &dyn Progress,
 ) -> Result<(serde_json::Value, String)> {
+    let settings = GenerateSettings {
+        guidance: job.guidance,
+        sampling: Sampling {
+            greedy: job.greedy,
+            ..Sampling::default()
+        },
+        seed: 0,
+    };
+    let (size, seconds, text_tokens) = (job.size.as_str(), job.seconds, job.text_tokens);
+    let (device, dtype) = (&job.device, &job.dtype);
     let (dev, dt) = crate::engine::device_and_dtype(device, dtype)?;
     let cfg = MusicgenBenchConfig {
         decoder: DecoderConfig::preset(size)?,

@@ -55,6 +55,15 @@ impl WeightStore {
         Ok(Self::from_tensors(file, tensors))
     }
 
+    /// Reads the bytes of a safetensors file (one embedded in the program,
+    /// say) onto `device`; `file` names them in messages.
+    pub fn from_safetensors_bytes(file: &Path, bytes: &[u8], device: &Device) -> Result<Self> {
+        Ok(Self::from_tensors(
+            file,
+            decode_safetensors(file, bytes, device)?,
+        ))
+    }
+
     /// Wraps tensors already in memory; `file` names them in messages.
     pub fn from_tensors(file: &Path, tensors: HashMap<String, Tensor>) -> Self {
         Self {
@@ -200,7 +209,15 @@ pub(crate) fn unused_tensors_error<S: AsRef<str>>(file: &Path, unused: &[S]) -> 
 
 fn read_safetensors(file: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
     let bytes = std::fs::read(file).map_err(|e| Error::io(file, e))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
+    decode_safetensors(file, &bytes, device)
+}
+
+fn decode_safetensors(
+    file: &Path,
+    bytes: &[u8],
+    device: &Device,
+) -> Result<HashMap<String, Tensor>> {
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| {
         Error::checkpoint(
             file,
             format!("not a readable safetensors file (truncated or damaged?): {e}"),

@@ -59,6 +59,26 @@ pub struct Classification {
     pub ranked: Vec<(String, f64)>,
 }
 
+impl Classification {
+    /// The verdict on `file` as JSON: the file, the classifier's kind, the
+    /// tonic and the `top` best ragas with their scores.
+    pub fn report(&self, file: &Path, classifier: &str, top: usize) -> serde_json::Value {
+        let best: Vec<serde_json::Value> = self
+            .ranked
+            .iter()
+            .take(top)
+            .map(|(raga, score)| serde_json::json!({"raga": raga, "score": score}))
+            .collect();
+        serde_json::json!({
+            "file": file,
+            "classifier": classifier,
+            "tonic_hz": self.tonic_hz,
+            "tonic_given": self.tonic_given,
+            "top": best,
+        })
+    }
+}
+
 impl Classifier {
     /// Loads the classifier in `dir`, of the kind its `config.json` names.
     pub fn load(dir: &Path) -> Result<Self> {

@@ -22,7 +22,7 @@ use super::pitch_image::{pitch_image, PitchAxis, PitchImage};
 use crate::error::{terr, Error, Result};
 use crate::fsutil::{read_bytes, write_json_atomic};
 use crate::nn::ops::{conv3x3, max_pool_2x2};
-use crate::nn::weights::write_safetensors;
+use crate::nn::weights::{tensor_err, write_safetensors, WeightStore};
 use crate::spectrogram::{SpectrogramImage, SpectrogramParams};
 
 /// The `kind` written in a CNN's config.json.
@@ -357,41 +357,24 @@ impl CnnModel {
         let config: CnnConfig =
             serde_json::from_slice(config_json).map_err(|e| bad_config(e.to_string()))?;
         config.validate().map_err(|e| bad_config(e.to_string()))?;
-        let bad = |reason: String| Error::InvalidData {
-            file: weights_name.to_string(),
-            reason,
-        };
-        let mut tensors = candle_core::safetensors::load_buffer(weights, &Device::Cpu)
-            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+        // The store checks every name and shape and refuses extra tensors.
+        let file = Path::new(weights_name);
+        let store = WeightStore::from_safetensors_bytes(file, weights, &Device::Cpu)?;
+        let vb = store.var_builder(DType::F32, &Device::Cpu);
         let mut params = Vec::new();
         for (name, shape) in config.parameter_shapes() {
-            let t = tensors
-                .remove(&name)
-                .ok_or_else(|| bad(format!("tensor `{name}` is missing")))?;
-            if t.dims() != shape.as_slice() {
-                return Err(bad(format!(
-                    "tensor `{name}` has shape {:?}, the config needs {shape:?}",
-                    t.dims()
-                )));
-            }
-            let t = t
-                .to_dtype(DType::F32)
-                .map_err(|e| bad(format!("tensor `{name}`: {e}")))?;
+            let t = vb.get(shape, &name).map_err(tensor_err(file))?;
             let values = t
                 .flatten_all()
                 .and_then(|f| f.to_vec1::<f32>())
-                .map_err(|e| bad(format!("tensor `{name}`: {e}")))?;
+                .map_err(tensor_err(file))?;
             if values.iter().any(|v| !v.is_finite()) {
-                return Err(bad(format!("tensor `{name}` holds NaN or infinite values")));
+                let reason = format!("tensor `{name}` holds NaN or infinite values");
+                return Err(Error::checkpoint(file, reason));
             }
-            let var = Var::from_tensor(&t).map_err(|e| bad(format!("tensor `{name}`: {e}")))?;
-            params.push((name, var));
+            params.push((name, Var::from_tensor(&t).map_err(tensor_err(file))?));
         }
-        if let Some(extra) = tensors.keys().min() {
-            return Err(bad(format!(
-                "tensor `{extra}` is not part of a {CNN_KIND} with this config"
-            )));
-        }
+        store.check_all_used()?;
         Ok(CnnModel { config, params })
     }
 }

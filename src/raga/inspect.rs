@@ -37,6 +37,24 @@ pub struct Inspection {
     pub cut_from_s: Option<f64>,
 }
 
+impl Inspection {
+    /// The analysis as JSON, with the paths of the file and its figure.
+    pub fn json(&self, input: &Path, figure: &Path) -> Result<serde_json::Value> {
+        let mut v = serde_json::to_value(&self.analysis)
+            .map_err(|e| Error::numeric("the analysis as JSON", e.to_string()))?;
+        v["file"] = serde_json::json!(input);
+        v["figure"] = serde_json::json!(figure);
+        Ok(v)
+    }
+}
+
+/// Where `input`'s figure goes unless told: beside it, as
+/// `STEM.analysis.png`.
+pub fn figure_path(input: &Path) -> std::path::PathBuf {
+    let stem = input.file_stem().unwrap_or_default().to_string_lossy();
+    input.with_file_name(format!("{stem}.analysis.png"))
+}
+
 /// Analyses `input` with `classifier`.
 pub fn inspect_file(
     input: &Path,

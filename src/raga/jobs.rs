@@ -17,7 +17,8 @@ use crate::plot::charts::confusion_matrix;
 use crate::progress::Progress;
 
 /// Which classifier to build.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ClassifierKind {
     /// PCD/TDMS features + k nearest neighbours.
     Knn,
@@ -32,7 +33,8 @@ crate::choices!(ClassifierKind, "kind", [
 ]);
 
 /// What `train-classifier` is asked to do.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ClassifierJob {
     /// Folder of labelled clips (WAV + JSON label).
     pub data: PathBuf,

@@ -231,7 +231,7 @@ impl LatentJudge for LatentClassifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::params::ParamSet;
+    use crate::nn::params::ParamSet;
 
     #[test]
     fn gradients_reach_the_input_latents_and_any_width_works() {

@@ -15,10 +15,10 @@ use serde::Serialize;
 use super::data::{make_batch, step_rng, BatchSettings, CachedLatent, DataEntry, SampleOrder};
 use super::latent_classifier::{cross_entropy, LatentClassifier, LatentClassifierConfig};
 use super::optim::{AdamW, AdamWConfig, GradAccumulator};
-use super::params::ParamSet;
 use crate::diffusion::SeededNoise;
 use crate::error::terr;
 use crate::error::{Error, Result};
+use crate::nn::params::ParamSet;
 use crate::progress::Progress;
 
 /// Settings of a latent-classifier run.

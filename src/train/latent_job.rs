@@ -16,7 +16,8 @@ use crate::nn::weights::write_safetensors;
 use crate::progress::Progress;
 
 /// What `train-latent-classifier` is asked to do.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LatentJob {
     /// Training folder: images + metadata.jsonl with a `raga` per image.
     pub data: PathBuf,

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::lora::LoraConfig;
 use super::objective::Prediction;
 use super::optim::{AdamWConfig, LrSchedule, LrScheduleKind};
 use crate::error::{Error, Result};
+use crate::nn::lora::LoraConfig;
 
 /// Every option of a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -135,6 +135,56 @@ impl TrainOptions {
         })
     }
 
+    /// The options of a run in `out`: with `resume`, the run's saved
+    /// `train_config.toml` (only `max_steps` may change); otherwise the
+    /// options `file` (or the defaults) with `fields` laid over them.
+    ///
+    /// `fields` is a JSON object of option names (see [`crate::overlay`]);
+    /// besides the options themselves it may hold `lora: true`,
+    /// `lora_rank` (which also sets alpha to the rank) and `lora_alpha`,
+    /// each of which turns LoRA on.
+    pub fn for_run(
+        out: &std::path::Path,
+        file: Option<&std::path::Path>,
+        resume: bool,
+        fields: &serde_json::Value,
+    ) -> Result<Self> {
+        let saved = out.join("train_config.toml");
+        let mut given = crate::overlay::given_fields(fields);
+        if resume && saved.is_file() {
+            let mut o = Self::from_toml(&saved)?;
+            if let Some(steps) = given.get("max_steps") {
+                o.max_steps = serde_json::from_value(steps.clone())
+                    .map_err(|e| Error::param("max_steps", e.to_string()))?;
+            }
+            return Ok(o);
+        }
+        let mut o = match file {
+            Some(p) => Self::from_toml(p)?,
+            None => Self::default(),
+        };
+        let switch = given.remove("lora").is_some();
+        let rank = given.remove("lora_rank");
+        let alpha = given.remove("lora_alpha");
+        if switch || rank.is_some() || alpha.is_some() {
+            let mut l = o.lora.take().unwrap_or_default();
+            if let Some(r) = &rank {
+                let r = r.as_u64().ok_or_else(|| {
+                    Error::param("lora_rank", format!("{r} is not a whole number"))
+                })?;
+                l.rank = r as usize;
+                l.alpha = r as f64;
+            }
+            if let Some(a) = &alpha {
+                l.alpha = a
+                    .as_f64()
+                    .ok_or_else(|| Error::param("lora_alpha", format!("{a} is not a number")))?;
+            }
+            o.lora = Some(l);
+        }
+        crate::overlay::overlay(&o, &serde_json::Value::Object(given), "options")
+    }
+
     /// The options as TOML.
     pub fn to_toml(&self) -> Result<String> {
         toml::to_string_pretty(self).map_err(|e| Error::param("options", e.to_string()))
@@ -247,5 +297,45 @@ mod tests {
         assert!(e.contains("o.toml") && e.contains("max_step"), "{e}");
         let none = TrainOptions::default();
         assert!(none.validate().unwrap_err().to_string().contains("data"));
+    }
+
+    #[test]
+    fn fields_over_a_file_and_a_resumed_run() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("o.toml");
+        std::fs::write(
+            &file,
+            "max_steps = 7\nseed = 3\n[lora]\nrank = 8\nalpha = 2.0\ntargets = [\"to_q\"]\n",
+        )
+        .unwrap();
+        let fields = serde_json::json!({
+            "max_steps": 9, "seed": null, "gradient_checkpointing": false,
+            "validation_prompts": [], "lora_rank": 6, "prediction": "v_prediction",
+        });
+        let o = TrainOptions::for_run(d.path(), Some(&file), false, &fields).unwrap();
+        assert_eq!((o.max_steps, o.seed), (9, 3));
+        assert!(!o.gradient_checkpointing && o.validation_prompts.is_empty());
+        let l = o.lora.as_ref().unwrap();
+        assert_eq!((l.rank, l.alpha, l.targets.len()), (6, 6.0, 1));
+        assert_eq!(o.prediction, Some(crate::train::Prediction::V));
+        let alpha = serde_json::json!({"lora": true, "lora_alpha": 16.0});
+        let l = TrainOptions::for_run(d.path(), None, false, &alpha)
+            .unwrap()
+            .lora
+            .unwrap();
+        assert_eq!((l.rank, l.alpha), (4, 16.0));
+        assert!(
+            TrainOptions::for_run(d.path(), None, false, &serde_json::json!({}))
+                .unwrap()
+                .lora
+                .is_none()
+        );
+        let e = TrainOptions::for_run(d.path(), None, false, &serde_json::json!({"max_step": 1}));
+        assert!(e.unwrap_err().to_string().contains("max_step"));
+        // A resumed run keeps its saved options; only the length may grow.
+        std::fs::write(d.path().join("train_config.toml"), o.to_toml().unwrap()).unwrap();
+        let more = serde_json::json!({"max_steps": 20, "seed": 5});
+        let r = TrainOptions::for_run(d.path(), None, true, &more).unwrap();
+        assert_eq!((r.max_steps, r.seed, r.lora), (20, 3, o.lora));
     }
 }

@@ -7,13 +7,13 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 
 use super::data::{encode_latents, CachedLatent, DataEntry};
-use super::lora::LoraConfig;
-use super::params::ParamSet;
 use crate::diffusion::config::{PerBlock, UnetConfig};
 use crate::diffusion::unet::Unet;
 use crate::diffusion::vae::Vae;
 use crate::diffusion::StableDiffusion;
 use crate::error::{Error, Result};
+use crate::nn::lora::LoraConfig;
+use crate::nn::params::ParamSet;
 use crate::nn::weights::{write_safetensors, WeightStore};
 use crate::progress::Progress;
 

@@ -19,7 +19,6 @@ use serde::Serialize;
 use super::latent_classifier::cross_entropy;
 use super::latent_fit::argmax;
 use super::optim::{AdamW, AdamWConfig, GradAccumulator};
-use super::params::ParamSet;
 use crate::captions::sampler::{sample_caption, LabelledCaption, SamplerShares};
 use crate::captions::Vocabulary;
 use crate::diffusion::clip::ClipTextModel;
@@ -28,6 +27,7 @@ use crate::diffusion::tokenizer::ClipTokenizer;
 use crate::error::terr;
 use crate::error::{Error, Result};
 use crate::nn::layers::linear;
+use crate::nn::params::ParamSet;
 use crate::progress::Progress;
 
 /// Settings of a text-encoder run.

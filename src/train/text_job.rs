@@ -26,7 +26,8 @@ use crate::nn::weights::write_safetensors;
 use crate::progress::Progress;
 
 /// What `train-text-encoder` is asked to do.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TextJob {
     /// Run folder: tokenizer/, text_encoder/, training.json, final/.
     pub out: PathBuf,

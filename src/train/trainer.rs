@@ -14,12 +14,12 @@ use super::objective::{weighted_mse, NoiseSchedule, Prediction};
 use super::optim::{
     clip_grad_norm, grad_norm, AdamW, AdamWConfig, Ema, GradAccumulator, LrSchedule,
 };
-use super::params::ParamSet;
 use crate::diffusion::config::UnetConfig;
 use crate::diffusion::unet::Unet;
 use crate::diffusion::{SeededNoise, StableDiffusion};
 use crate::error::terr;
 use crate::error::{Error, Result};
+use crate::nn::params::ParamSet;
 use crate::nn::segments::{self, Tape};
 use crate::nn::weights::WeightStore;
 use crate::progress::NoProgress;

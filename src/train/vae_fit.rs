@@ -25,12 +25,12 @@ use serde::Serialize;
 
 use super::data::step_rng;
 use super::optim::{clip_grad_norm, AdamW, AdamWConfig, GradAccumulator, LrSchedule};
-use super::params::ParamSet;
 use crate::diffusion::config::VaeConfig;
 use crate::diffusion::vae::Vae;
 use crate::diffusion::SeededNoise;
 use crate::error::terr;
 use crate::error::{Error, Result};
+use crate::nn::params::ParamSet;
 use crate::nn::weights::{write_safetensors, WeightStore};
 
 /// Named VAE configs for training from scratch.

@@ -25,7 +25,8 @@ use crate::progress::Progress;
 use crate::spectrogram::{read_png, SpectrogramParams};
 
 /// What `train-vae` is asked to do.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct VaeJob {
     /// Training folder: images + metadata.jsonl.
     pub data: PathBuf,

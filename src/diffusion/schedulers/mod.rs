@@ -261,44 +261,14 @@ pub enum SamplerKind {
     DpmPp2m,
 }
 
-impl std::str::FromStr for SamplerKind {
-    type Err = Error;
-    fn from_str(name: &str) -> Result<Self> {
-        Self::parse(name)
-    }
-}
-
-impl std::fmt::Display for SamplerKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+crate::choices!(SamplerKind, "scheduler", [
+    Ddim => "ddim": "DDIM, deterministic (eta 0)",
+    Pndm => "pndm": "PNDM's pseudo linear multistep (riffusion's default)",
+    EulerA => "euler-a": "Euler ancestral (stochastic)",
+    DpmPp2m => "dpmpp-2m": "DPM-Solver++ second-order multistep",
+]);
 
 impl SamplerKind {
-    /// The name used on the command line and in sidecars.
-    pub fn name(self) -> &'static str {
-        match self {
-            SamplerKind::Ddim => "ddim",
-            SamplerKind::Pndm => "pndm",
-            SamplerKind::EulerA => "euler-a",
-            SamplerKind::DpmPp2m => "dpmpp-2m",
-        }
-    }
-
-    /// Parses a command-line name.
-    pub fn parse(name: &str) -> Result<Self> {
-        match name {
-            "ddim" => Ok(SamplerKind::Ddim),
-            "pndm" => Ok(SamplerKind::Pndm),
-            "euler-a" => Ok(SamplerKind::EulerA),
-            "dpmpp-2m" => Ok(SamplerKind::DpmPp2m),
-            other => Err(Error::param(
-                "scheduler",
-                format!("unknown scheduler `{other}` (ddim, pndm, euler-a, dpmpp-2m)"),
-            )),
-        }
-    }
-
     /// A fresh sampler of this kind for `steps` inference steps.
     pub fn build(self, config: &SchedulerConfig, steps: usize) -> Result<Box<dyn Sampler>> {
         if steps == 0 || steps > config.num_train_timesteps {
@@ -354,6 +324,7 @@ pub trait Sampler: Send {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::choice::Choice;
 
     #[test]
     fn timesteps_follow_diffusers() {
@@ -388,9 +359,9 @@ mod tests {
             SamplerKind::EulerA,
             SamplerKind::DpmPp2m,
         ] {
-            assert_eq!(SamplerKind::parse(k.name()).unwrap(), k);
+            assert_eq!(k.name().parse::<SamplerKind>().unwrap(), k);
         }
-        let e = SamplerKind::parse("lms").unwrap_err().to_string();
+        let e = "lms".parse::<SamplerKind>().unwrap_err().to_string();
         assert!(e.contains("scheduler") && e.contains("lms"), "{e}");
     }
 }
