@@ -12,6 +12,7 @@ use rayon::prelude::*;
 
 use crate::audio::{read_audio, read_audio_as, write_wav, Audio, ChannelLayout, WavFormat};
 use crate::error::{Error, Result};
+use crate::fsutil::refuse_overwriting;
 use crate::progress::{NoProgress, Progress};
 use crate::spectrogram::image::{read_png, write_png};
 use crate::spectrogram::{InversionSettings, SpectrogramConverter, SpectrogramParams};
@@ -39,6 +40,7 @@ pub fn audio_file_to_image(
     output: &Path,
     params: &SpectrogramParams,
 ) -> Result<ImageSummary> {
+    refuse_overwriting(output, &[input])?;
     let converter = SpectrogramConverter::new(params.clone())?;
     audio_file_to_image_with(&converter, input, output)
 }
@@ -84,6 +86,7 @@ pub fn image_file_to_audio(
     format: WavFormat,
     progress: &dyn Progress,
 ) -> Result<AudioSummary> {
+    refuse_overwriting(output, &[input])?;
     let loaded = read_png(input)?;
     let converter = SpectrogramConverter::new(loaded.params.clone())?;
     let opts = settings.options(&loaded.params);

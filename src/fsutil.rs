@@ -73,6 +73,27 @@ pub fn content_hash(files: &[PathBuf]) -> Result<String> {
     Ok(format!("xxh3:{:016x}", hasher.digest()))
 }
 
+/// Refuses to write `output` when it is one of `inputs` (the same file by
+/// any path): a run never destroys what it reads.
+pub fn refuse_overwriting(output: &Path, inputs: &[&Path]) -> Result<()> {
+    let Ok(out) = output.canonicalize() else {
+        return Ok(()); // not there yet, so no input
+    };
+    for input in inputs {
+        if input.canonicalize().is_ok_and(|i| i == out) {
+            return Err(Error::param(
+                "output",
+                format!(
+                    "{} is the input {}; choose another output",
+                    output.display(),
+                    input.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Reads a whole file, naming it in the error.
 pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::io(path, e))

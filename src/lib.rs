@@ -69,6 +69,7 @@ pub mod diffusion;
 pub mod engine;
 pub mod error;
 pub mod fsutil;
+pub mod limits;
 pub mod memory;
 pub mod musicgen;
 pub mod nn;

@@ -76,13 +76,7 @@ pub fn parse_tonic(text: &str) -> Result<f64> {
         }
         [v] | [v, "hz"] if number(v).is_some() => {
             let hz = number(v).ok_or_else(bad)?;
-            if !(hz.is_finite() && (40.0..=1000.0).contains(&hz)) {
-                return Err(Error::param(
-                    "tonic",
-                    format!("{hz} Hz is outside 40-1000 Hz"),
-                ));
-            }
-            return Ok(hz);
+            return crate::limits::in_range("tonic", hz, &crate::limits::TONIC_HZ, " Hz");
         }
         _ => {}
     }

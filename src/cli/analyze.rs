@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use ragafusion::captions::Vocabulary;
-use ragafusion::fsutil::write_bytes_atomic;
+use ragafusion::fsutil::{refuse_overwriting, write_bytes_atomic};
 use ragafusion::raga::classifier::Classifier;
 use ragafusion::raga::inspect::{figure_path, inspect_file, summary_text, InspectOptions};
 
@@ -43,6 +43,8 @@ pub struct AnalyzeArgs {
 
 /// Runs `analyze`.
 pub fn analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
+    let out = a.out.clone().unwrap_or_else(|| figure_path(&a.input));
+    refuse_overwriting(&out, &[&a.input])?;
     let classifier = Classifier::load_or_builtin(a.model.as_deref())?;
     let opts = InspectOptions {
         tonic_hz: a.tonic,
@@ -59,7 +61,6 @@ pub fn analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
             a.max_seconds
         );
     }
-    let out = a.out.clone().unwrap_or_else(|| figure_path(&a.input));
     write_bytes_atomic(&out, &found.figure_png)?;
     if a.json {
         let v = found.json(&a.input, &out)?;

@@ -153,16 +153,9 @@ pub fn prepare(a: PrepareArgs) -> anyhow::Result<ExitCode> {
         silence_dbfs: a.silence_dbfs,
         params: SpectrogramParams::preset(a.preset),
     };
-    let bar = Bar::new();
-    let s = run_prepare(
-        Vocabulary::builtin(),
-        &a.audio_dir,
-        &a.metadata,
-        &a.out,
-        &opts,
-        &bar,
-    )
-    .with_context(|| format!("preparing a dataset from {}", a.metadata.display()))?;
+    let vocab = Vocabulary::builtin();
+    let s = run_prepare(vocab, &a.audio_dir, &a.metadata, &a.out, &opts, &Bar::new())
+        .with_context(|| format!("preparing a dataset from {}", a.metadata.display()))?;
     eprintln!("{s}");
     eprintln!("summary: {}", a.out.join("summary.json").display());
     Ok(ExitCode::SUCCESS)

@@ -34,10 +34,10 @@ pub struct GenerateArgs {
     /// Denoising steps (default: the model's ragafusion.json, else 50).
     #[arg(long)]
     steps: Option<usize>,
-    /// Samples generated at once (each gets its own files).
+    /// Samples generated at once, at most 16 (each gets its own files).
     #[arg(long, default_value_t = 1)]
     batch: usize,
-    /// Length in seconds (default one 5.12 s clip). Diffusion: longer than
+    /// Length in seconds, at most 3600 (default one 5.12 s clip). Diffusion: longer than
     /// one clip denoises one wide latent in overlapping clip-wide windows
     /// that agree on their shared columns at every step, joined into one
     /// file. MusicGen: new audio after any
@@ -102,7 +102,7 @@ pub struct InterpolateArgs {
     /// End point, `PROMPT:SEED`.
     #[arg(long)]
     to: String,
-    /// Number of clips from start to end (alpha 0 .. 1).
+    /// Number of clips from start to end (alpha 0 .. 1), 2-256.
     #[arg(long, default_value_t = defaults::INTERPOLATION_CLIPS)]
     steps: usize,
     /// Denoising steps per clip (default: the model's ragafusion.json,

@@ -55,10 +55,12 @@ impl ModelArgs {
             variant: self.variant.clone(),
             attention_slice: self.attention_slice,
         };
-        Engine::load(&spec).with_context(|| match &spec.dir {
-            Some(d) => format!("loading the checkpoint {}", d.display()),
-            None => "loading the default model".into(),
-        })
+        Engine::load(&spec)
+            .map_err(flag_error)
+            .with_context(|| match &spec.dir {
+                Some(d) => format!("loading the checkpoint {}", d.display()),
+                None => "loading the default model".into(),
+            })
     }
 }
 
@@ -68,7 +70,7 @@ pub struct GuidanceArgs {
     /// Sampler (default: the model's ragafusion.json, else pndm, riffusion's).
     #[arg(long, value_parser = choice::<SamplerKind>())]
     pub(super) scheduler: Option<SamplerKind>,
-    /// Classifier-free guidance scale, 1 disables guidance (default: the
+    /// Classifier-free guidance scale, 0-50, 1 or less disables it (default: the
     /// model's, else 7; 3 with `--backend musicgen`).
     #[arg(long)]
     pub(super) guidance: Option<f64>,
@@ -131,6 +133,16 @@ pub(super) fn request(
     }
 }
 
+/// A refused parameter named as its flag (`--top-k: ...`).
+fn flag_error(e: ragafusion::Error) -> anyhow::Error {
+    match e {
+        ragafusion::Error::InvalidParameter { field, reason } => {
+            anyhow::anyhow!("--{}: {reason}", field.replace('_', "-"))
+        }
+        other => other.into(),
+    }
+}
+
 /// Runs a request: checks it before the model loads (a refused field is
 /// named as its flag), loads the model, and writes each output into `out`
 /// as soon as it exists, printing its WAV's path.
@@ -140,12 +152,7 @@ pub(super) fn run_request(
     request: &GenerateRequest,
     out: &std::path::Path,
 ) -> anyhow::Result<ExitCode> {
-    request.check(backend).map_err(|e| match e {
-        ragafusion::Error::InvalidParameter { field, reason } => {
-            anyhow::anyhow!("--{}: {reason}", field.replace('_', "-"))
-        }
-        other => other.into(),
-    })?;
+    request.check(backend).map_err(flag_error)?;
     let engine = model.load(backend)?;
     let bar = Bar::new();
     engine.generate_each(request, &bar, &mut |made: Generated| {

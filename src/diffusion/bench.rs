@@ -73,7 +73,7 @@ pub fn run_benchmark(cfg: &BenchConfig, progress: &dyn Progress) -> Result<Bench
     let weights = RandomWeights { seed: 0 };
     let mut unet = Unet::new(&weights.var_builder(cfg.dtype, &cfg.device), &cfg.unet)
         .map_err(terr("building the UNet"))?;
-    unet.set_attention_slice(cfg.attention_slice);
+    unet.set_attention_slice(cfg.attention_slice)?;
     let vae = Vae::new(&weights.var_builder(DType::F32, &cfg.device), &cfg.vae)
         .map_err(terr("building the VAE"))?;
     let unet_parameters = count_unet_parameters(&cfg.unet)?;

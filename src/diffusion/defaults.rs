@@ -84,7 +84,7 @@ impl ModelDefaults {
         let bad =
             |field: &str, why: String| Error::invalid_data(&file, format!("`{field}`: {why}"));
         if let Some(t) = d.canonical_tonic_hz {
-            if !(t.is_finite() && (40.0..=1000.0).contains(&t)) {
+            if !(t.is_finite() && crate::limits::TONIC_HZ.contains(&t)) {
                 return Err(bad(
                     "canonical_tonic_hz",
                     format!("{t} is not a tonic in 40-1000 Hz"),

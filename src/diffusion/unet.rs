@@ -214,8 +214,11 @@ impl Unet {
     }
 
     /// Computes attention in slices of `slice` batch x heads (less memory),
-    /// or all at once with `None`.
-    pub fn set_attention_slice(&mut self, slice: Option<usize>) {
+    /// or all at once with `None`; a slice of 0 is refused.
+    pub fn set_attention_slice(&mut self, slice: Option<usize>) -> crate::Result<()> {
+        if slice == Some(0) {
+            return Err(crate::Error::param("attention-slice", "must be at least 1"));
+        }
         let all = self
             .down
             .iter_mut()
@@ -225,6 +228,7 @@ impl Unet {
         for t in all {
             t.set_slice_size(slice);
         }
+        Ok(())
     }
 
     /// `sample` `[batch, in_channels, h, w]`, `timesteps` `[batch]` (one per

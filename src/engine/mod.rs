@@ -138,6 +138,9 @@ impl Engine {
     /// Loads the model `spec` names.
     pub fn load(spec: &ModelSpec) -> Result<Self> {
         let (device, dtype) = device_and_dtype(&spec.device, &spec.dtype)?;
+        if spec.attention_slice == Some(0) {
+            return Err(Error::param("attention-slice", "must be at least 1"));
+        }
         let t0 = Instant::now();
         let (model, dir) = match spec.backend {
             Backend::Diffusion => {
@@ -153,7 +156,7 @@ impl Engine {
                 };
                 let mut sd = StableDiffusion::load(&dir, &opts)?;
                 if spec.attention_slice.is_some() {
-                    sd.unet.set_attention_slice(spec.attention_slice);
+                    sd.unet.set_attention_slice(spec.attention_slice)?;
                 }
                 (Model::Diffusion(Box::new(sd)), dir)
             }
@@ -257,6 +260,10 @@ impl Engine {
         emit: &mut dyn FnMut(Generated) -> Result<()>,
     ) -> Result<()> {
         request.check(self.backend())?;
+        let emit = &mut |mut made: Generated| {
+            made.inputs = request.input_files();
+            emit(made)
+        };
         match &self.model {
             Model::Diffusion(sd) => diffusion::generate(self, sd, request, progress, emit),
             Model::Musicgen(m) => musicgen::generate(self, m, request, progress, emit),

@@ -147,5 +147,6 @@ pub(super) fn generate(
         audio,
         image: None,
         sidecar,
+        inputs: Vec::new(),
     })
 }

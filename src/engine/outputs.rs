@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::audio::{write_wav, Audio, WavFormat};
 use crate::error::{Error, Result};
-use crate::fsutil::write_json_atomic;
+use crate::fsutil::{refuse_overwriting, write_json_atomic};
 use crate::progress::Progress;
 use crate::spectrogram::image::DEFAULT_MAX_VALUE;
 use crate::spectrogram::{
@@ -28,6 +28,8 @@ pub struct Generated {
     pub image: Option<(SpectrogramImage, SpectrogramParams)>,
     /// The sidecar: kind, prompt, seed, settings, model, timings.
     pub sidecar: serde_json::Value,
+    /// The request's input files, which [`write_outputs`] never replaces.
+    pub inputs: Vec<PathBuf>,
 }
 
 /// The output of a spectrogram model: `rgb` (made with `params`) and its
@@ -66,6 +68,7 @@ pub fn spectrogram_output(
         audio,
         image: Some((loaded.image, params.clone())),
         sidecar,
+        inputs: Vec::new(),
     })
 }
 
@@ -93,10 +96,17 @@ pub fn slug(text: &str) -> String {
 
 /// Writes `name`.png (spectrogram models), `name`.wav (16-bit PCM) and
 /// `name`.json into `dir` (created if needed), each atomically; returns
-/// the WAV's path. The sidecar gains `duration_s` and `files`.
+/// the WAV's path. The sidecar gains `duration_s` and `files`. A file
+/// that would replace one of the request's inputs is refused before any
+/// is written.
 pub fn write_outputs(dir: &Path, made: &Generated) -> Result<PathBuf> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let name = &made.name;
+    crate::limits::file_name("name", name)?;
+    let inputs: Vec<&Path> = made.inputs.iter().map(PathBuf::as_path).collect();
+    for ext in ["png", "wav", "json"] {
+        refuse_overwriting(&dir.join(format!("{name}.{ext}")), &inputs)?;
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let mut sidecar = made.sidecar.clone();
     let mut files = json!({"wav": format!("{name}.wav")});
     if let Some((image, params)) = &made.image {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use super::defaults;
 use crate::diffusion::SamplerKind;
 use crate::error::{Error, Result};
+use crate::limits;
 use crate::spectrogram::Quality;
 
 /// The model family a job runs on.
@@ -151,12 +152,23 @@ impl GenerateRequest {
         }
     }
 
+    /// The files the request reads: the audio it re-generates or
+    /// continues, its mask and its initial latents.
+    pub fn input_files(&self) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        if let Task::AudioToAudio { input, mask, .. } = &self.task {
+            files.push(input.clone());
+            files.extend(mask.clone());
+        }
+        files.extend(self.init_latents.clone());
+        files.extend(self.musicgen.continue_from.clone());
+        files
+    }
+
     /// Checks the fields that need no model, for `backend`; errors name
     /// the field.
     pub fn check(&self, backend: Backend) -> Result<()> {
-        if self.batch == 0 {
-            return Err(Error::param("batch", "must be at least 1"));
-        }
+        limits::count("batch", self.batch, limits::MAX_BATCH)?;
         if let Some(s) = self.seconds {
             if !(s > 0.0 && s.is_finite()) {
                 return Err(Error::param(
@@ -164,11 +176,16 @@ impl GenerateRequest {
                     format!("must be positive, got {s}"),
                 ));
             }
+            limits::in_range("seconds", s, &(0.0..=limits::MAX_SECONDS), " s")?;
         }
         if let Some(g) = self.guidance {
-            if !g.is_finite() {
-                return Err(Error::param("guidance", format!("{g} is not a number")));
-            }
+            limits::in_range("guidance", g, &limits::GUIDANCE, "")?;
+        }
+        if let Some(t) = self.tonic_hz {
+            limits::in_range("tonic", t, &limits::TONIC_HZ, " Hz")?;
+        }
+        if let Some(name) = &self.name {
+            limits::file_name("name", name)?;
         }
         match &self.task {
             Task::Text => {}
@@ -179,6 +196,14 @@ impl GenerateRequest {
                         format!("must be in [0, 1], got {strength}"),
                     ));
                 }
+                // diffusers runs int(steps * strength) of the steps
+                let idle = |s: &usize| *strength > 0.0 && (*s as f64 * strength) < 1.0;
+                if let Some(steps) = self.steps.filter(idle) {
+                    return Err(Error::param(
+                        "steps",
+                        format!("{steps} steps at strength {strength} denoise not once"),
+                    ));
+                }
             }
             Task::Interpolate { clips, .. } => {
                 if *clips < 2 {
@@ -187,6 +212,7 @@ impl GenerateRequest {
                         "an interpolation needs at least 2 clips (the two end points)",
                     ));
                 }
+                limits::count("steps", *clips, limits::MAX_INTERPOLATION_CLIPS)?;
             }
         }
         match backend {

@@ -145,6 +145,9 @@ impl Classifier {
     /// Classifies a file: a spectrogram PNG, or audio in any format the
     /// decoder reads (resampled to [`ANALYSIS_RATE_HZ`], mono).
     pub fn classify_file(&self, input: &Path, tonic_hz: Option<f64>) -> Result<Classification> {
+        if let Some(t) = tonic_hz {
+            crate::limits::in_range("tonic", t, &crate::limits::TONIC_HZ, " Hz")?;
+        }
         let is_png = input
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("png"));

@@ -62,6 +62,9 @@ pub fn inspect_file(
     vocab: &Vocabulary,
     opts: &InspectOptions,
 ) -> Result<Inspection> {
+    if let Some(t) = opts.tonic_hz {
+        crate::limits::in_range("tonic", t, &crate::limits::TONIC_HZ, " Hz")?;
+    }
     if !(opts.max_seconds.is_finite() && opts.max_seconds > 0.0) {
         return Err(Error::param(
             "max-seconds",

@@ -201,12 +201,7 @@ pub struct Rendered {
 }
 
 fn check_spec(spec: &SynthSpec) -> Result<()> {
-    if !(spec.tonic_hz.is_finite() && (40.0..=1000.0).contains(&spec.tonic_hz)) {
-        return Err(Error::param(
-            "tonic_hz",
-            format!("{} Hz is outside 40-1000 Hz", spec.tonic_hz),
-        ));
-    }
+    crate::limits::in_range("tonic_hz", spec.tonic_hz, &crate::limits::TONIC_HZ, " Hz")?;
     if !(spec.duration_s.is_finite() && spec.duration_s > 0.1 && spec.duration_s <= 600.0) {
         return Err(Error::param(
             "duration_s",
