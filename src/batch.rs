@@ -13,6 +13,7 @@ use rayon::prelude::*;
 use crate::audio::{read_audio, read_audio_as, write_wav, Audio, ChannelLayout, WavFormat};
 use crate::error::{Error, Result};
 use crate::fsutil::refuse_overwriting;
+use crate::limits;
 use crate::progress::{NoProgress, Progress};
 use crate::spectrogram::image::{read_png, write_png};
 use crate::spectrogram::{InversionSettings, SpectrogramConverter, SpectrogramParams};
@@ -143,6 +144,22 @@ pub fn list_files(dir: &Path, extensions: &[&str]) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// [`list_files`] for a batch: a folder holding none of the files is an
+/// error naming it, not a run that converts nothing and succeeds.
+fn batch_inputs(dir: &Path, extensions: &[&str]) -> Result<Vec<PathBuf>> {
+    let files = list_files(dir, extensions)?;
+    if files.is_empty() {
+        return Err(Error::io(
+            dir,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("the folder holds no .{} files", extensions.join("/.")),
+            ),
+        ));
+    }
+    Ok(files)
+}
+
 /// Runs `convert(input, output)` for every input in parallel, writing
 /// `out_dir/STEM.out_ext`; existing outputs are skipped unless `overwrite`.
 pub fn convert_folder(
@@ -153,7 +170,7 @@ pub fn convert_folder(
     progress: &dyn Progress,
     convert: impl Fn(&Path, &Path) -> Result<()> + Sync,
 ) -> Result<BatchReport> {
-    std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
+    crate::fsutil::create_dir(out_dir)?;
     progress.start(inputs.len() as u64, "files");
     let report = Mutex::new(BatchReport::default());
     let cancelled = std::sync::atomic::AtomicBool::new(false);
@@ -230,7 +247,7 @@ pub fn audio_folder_to_images(
     progress: &dyn Progress,
 ) -> Result<BatchReport> {
     let converter = SpectrogramConverter::new(params.clone())?;
-    let inputs = list_files(in_dir, &AUDIO_EXTENSIONS)?;
+    let inputs = batch_inputs(in_dir, &AUDIO_EXTENSIONS)?;
     convert_folder(&inputs, out_dir, "png", overwrite, progress, |i, o| {
         audio_file_to_image_with(&converter, i, o).map(|_| ())
     })
@@ -282,7 +299,7 @@ pub fn image_folder_to_audio(
     overwrite: bool,
     progress: &dyn Progress,
 ) -> Result<BatchReport> {
-    let inputs = list_files(in_dir, &["png"])?;
+    let inputs = batch_inputs(in_dir, &["png"])?;
     convert_folder(&inputs, out_dir, "wav", overwrite, progress, |i, o| {
         image_file_to_audio(i, o, settings, format, &NoProgress).map(|_| ())
     })
@@ -314,6 +331,61 @@ pub enum ClipPlacement {
     },
 }
 
+/// Start times (ms) of the clips of `duration_ms` that `placement` cuts
+/// from `audio`, checked against [`limits::MAX_CLIPS`] and
+/// [`limits::MAX_SECONDS`] before anything is cut.
+pub fn clip_starts_ms(
+    audio: &Audio,
+    duration_ms: u64,
+    placement: ClipPlacement,
+) -> Result<Vec<u64>> {
+    let max_ms = (limits::MAX_SECONDS * 1000.0) as u64;
+    if duration_ms == 0 || duration_ms > max_ms {
+        return Err(Error::param(
+            "duration_ms",
+            format!("{duration_ms} ms is outside 1-{max_ms} ms"),
+        ));
+    }
+    let rate = audio.sample_rate_hz as u64;
+    let total_ms = audio.len_samples() as u64 * 1000 / rate;
+    let last_start_ms = total_ms.saturating_sub(duration_ms);
+    match placement {
+        ClipPlacement::Random { count, seed } => {
+            limits::count("num_clips", count, limits::MAX_CLIPS)?;
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            Ok((0..count)
+                .map(|_| rng.random_range(0..=last_start_ms))
+                .collect())
+        }
+        ClipPlacement::Sequential { hop_ms } => {
+            if hop_ms == 0 {
+                return Err(Error::param("hop_ms", "clip hop is 0 ms"));
+            }
+            let count = (last_start_ms / hop_ms + 1) as usize;
+            if count > limits::MAX_CLIPS {
+                return Err(Error::param(
+                    "hop_ms",
+                    format!(
+                        "{hop_ms} ms over {total_ms} ms makes {count} clips, more than the limit of {}",
+                        limits::MAX_CLIPS
+                    ),
+                ));
+            }
+            Ok((0..=last_start_ms).step_by(hop_ms as usize).collect())
+        }
+    }
+}
+
+/// The clip of `duration_ms` starting at `start_ms` (zero-padded past the
+/// end).
+fn cut(audio: &Audio, start_ms: u64, duration_ms: u64) -> Clip {
+    let to_samples = |ms: u64| (ms * audio.sample_rate_hz as u64 / 1000) as usize;
+    Clip {
+        start_ms,
+        audio: audio.slice_padded(to_samples(start_ms), to_samples(duration_ms)),
+    }
+}
+
 /// Cuts clips of `duration_ms` from `audio`. A source shorter than one clip
 /// gives a single zero-padded clip starting at 0.
 pub fn sample_clips(
@@ -321,41 +393,14 @@ pub fn sample_clips(
     duration_ms: u64,
     placement: ClipPlacement,
 ) -> Result<Vec<Clip>> {
-    if duration_ms == 0 {
-        return Err(Error::param("duration_ms", "clip duration is 0 ms"));
-    }
-    if let ClipPlacement::Random { count: 0, .. } = placement {
-        return Err(Error::param("num_clips", "must be at least 1"));
-    }
-    let rate = audio.sample_rate_hz as u64;
-    let to_samples = |ms: u64| (ms * rate / 1000) as usize;
-    let clip_len = to_samples(duration_ms);
-    let total_ms = audio.len_samples() as u64 * 1000 / rate;
-    let last_start_ms = total_ms.saturating_sub(duration_ms);
-    let starts: Vec<u64> = match placement {
-        ClipPlacement::Random { count, seed } => {
-            let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            (0..count)
-                .map(|_| rng.random_range(0..=last_start_ms))
-                .collect()
-        }
-        ClipPlacement::Sequential { hop_ms } => {
-            if hop_ms == 0 {
-                return Err(Error::param("hop_ms", "clip hop is 0 ms"));
-            }
-            (0..=last_start_ms).step_by(hop_ms as usize).collect()
-        }
-    };
+    let starts = clip_starts_ms(audio, duration_ms, placement)?;
     Ok(starts
         .into_iter()
-        .map(|start_ms| Clip {
-            start_ms,
-            audio: audio.slice_padded(to_samples(start_ms), clip_len),
-        })
+        .map(|start_ms| cut(audio, start_ms, duration_ms))
         .collect())
 }
 
-/// Reads `input`, cuts clips and writes them as
+/// Reads `input`, cuts clips and writes them one at a time as
 /// `clip_{i}_start_{ms}_ms_duration_{ms}_ms.wav` in `out_dir` (riffusion's
 /// names). Returns the written paths.
 pub fn sample_clips_to_folder(
@@ -370,18 +415,15 @@ pub fn sample_clips_to_folder(
     if mono {
         audio = audio.with_layout(ChannelLayout::Mono);
     }
-    let clips = sample_clips(&audio, duration_ms, placement)?;
-    std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
-    clips
-        .iter()
+    let starts = clip_starts_ms(&audio, duration_ms, placement)?;
+    crate::fsutil::create_dir(out_dir)?;
+    starts
+        .into_iter()
         .enumerate()
-        .map(|(i, clip)| {
-            let name = format!(
-                "clip_{i}_start_{}_ms_duration_{duration_ms}_ms.wav",
-                clip.start_ms
-            );
+        .map(|(i, start_ms)| {
+            let name = format!("clip_{i}_start_{start_ms}_ms_duration_{duration_ms}_ms.wav");
             let path = out_dir.join(name);
-            write_wav(&path, &clip.audio, format)?;
+            write_wav(&path, &cut(&audio, start_ms, duration_ms).audio, format)?;
             Ok(path)
         })
         .collect()
@@ -434,6 +476,24 @@ mod tests {
         let e = sample_clips(&audio(1000), 5120, none).unwrap_err();
         assert!(e.to_string().contains("num_clips"), "{e}");
         assert_eq!(clips[0].audio.channels[0][8000 * 5], 0.0);
+    }
+
+    #[test]
+    fn absurd_clip_counts_and_lengths_are_refused_before_cutting() {
+        let a = audio(1000);
+        let many = ClipPlacement::Random {
+            count: 1_000_000,
+            seed: 1,
+        };
+        let e = sample_clips(&a, 5120, many).unwrap_err().to_string();
+        assert!(e.contains("num_clips") && e.contains("100000"), "{e}");
+        let one = ClipPlacement::Random { count: 1, seed: 1 };
+        let e = sample_clips(&a, 100_000_000, one).unwrap_err().to_string();
+        assert!(e.contains("duration_ms"), "{e}");
+        let long = audio(101_000);
+        let dense = ClipPlacement::Sequential { hop_ms: 1 };
+        let e = clip_starts_ms(&long, 10, dense).unwrap_err().to_string();
+        assert!(e.contains("hop_ms") && e.contains("clips"), "{e}");
     }
 
     #[test]

@@ -119,6 +119,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// An error inside a named part of a larger job (a backend of an
+    /// experiment): the part, then the cause as the source.
+    #[error("{context}")]
+    Within {
+        /// The part at fault, e.g. `exp.toml: backend[1] (`mg`)`.
+        context: String,
+        /// What went wrong there.
+        #[source]
+        source: Box<Error>,
+    },
+
     /// A long job was cancelled through its progress callback.
     #[error("cancelled")]
     Cancelled,

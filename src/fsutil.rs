@@ -16,7 +16,7 @@ pub fn write_atomic(
     write: impl FnOnce(&mut BufWriter<File>) -> Result<()>,
 ) -> Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        create_dir(parent)?;
     }
     let tmp = temp_path(path);
     let result = (|| {
@@ -92,6 +92,21 @@ pub fn refuse_overwriting(output: &Path, inputs: &[&Path]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Creates the folder `dir` and its parents. A file already at that path
+/// is named as such, rather than the operating system's bare "File exists".
+pub fn create_dir(dir: &Path) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::io(
+            dir,
+            std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "a file is there, and an output folder is needed; choose another path",
+            ),
+        ));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))
 }
 
 /// Reads a whole file, naming it in the error.

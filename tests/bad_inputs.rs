@@ -1,13 +1,51 @@
-//! The bad-input matrix: absurd numbers, names that leave the output
-//! folder, and outputs that would replace their own input. Every case must
-//! end with exit status 1, an error naming the flag or file, no panic,
-//! nothing written where it should not be, and the input unchanged.
+//! The bad-input matrix: absurd numbers, corrupt headers, names that leave
+//! the output folder, outputs that would replace their own input,
+//! misleading errors and silent successes. Every case must end with exit
+//! status 1 (or clap's 2), an error naming the flag or file, no panic,
+//! nothing written where it should not be, the input unchanged, and memory
+//! under [`MEMORY_CAP_BYTES`]: each run's address space is capped, so an
+//! allocation sized from a bad input aborts and fails the case.
+#![cfg(unix)]
 
 mod common;
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
-use common::run_cli;
+/// Address-space cap of every run here (virtual memory, which bounds the
+/// resident set): far above what a refused input needs, far below the
+/// gigabytes an unchecked size would ask for.
+const MEMORY_CAP_BYTES: u64 = 3 << 30;
+
+/// Runs the command line with its address space capped at
+/// [`MEMORY_CAP_BYTES`]; a panic fails the test.
+fn run_cli(args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ragafusion"));
+    cmd.args(args);
+    // SAFETY: the closure runs in the forked child before exec and only
+    // calls setrlimit, which is async-signal-safe, on a local struct.
+    unsafe {
+        cmd.pre_exec(|| {
+            let cap = libc::rlimit {
+                rlim_cur: MEMORY_CAP_BYTES,
+                rlim_max: MEMORY_CAP_BYTES,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &cap) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("binary runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "panic: {err}");
+    assert!(
+        !err.contains("memory allocation"),
+        "over the memory cap: {err}"
+    );
+    out
+}
 
 /// Asserts a refusal: exit status 1 (or clap's 2 for a value it parses
 /// itself), no panic, and an error holding `words`.
@@ -36,6 +74,26 @@ fn generate(out: &Path, extra: &[&str]) -> std::process::Output {
     args.extend_from_slice(extra);
     args.extend_from_slice(&["--steps", "2"]);
     run_cli(&args)
+}
+
+fn assert_ok(out: &Output) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "failed: {err}");
+}
+
+/// A 16-sample mono WAV whose header claims `rate_hz`.
+fn wav_at(path: &Path, rate_hz: u32) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate_hz,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for i in 0..16 {
+        w.write_sample(i as i16).unwrap();
+    }
+    w.finalize().unwrap();
 }
 
 /// Files directly in `dir` (none when it does not exist).
@@ -129,7 +187,7 @@ fn outputs_never_replace_their_input() {
     }
     // the same file by another path
     let png = tmp.path().join("x.png");
-    common::assert_ok(&run_cli(&["audio-to-image", &w, png.to_str().unwrap()]));
+    assert_ok(&run_cli(&["audio-to-image", &w, png.to_str().unwrap()]));
     let png_before = std::fs::read(&png).unwrap();
     let other = tmp.path().join(".").join("x.png").display().to_string();
     let o = run_cli(&["image-to-audio", png.to_str().unwrap(), &other]);
@@ -170,4 +228,266 @@ fn absurd_tonics_are_refused_by_the_ear() {
         fails_with(&run_cli(args), &["tonic", "1000000000"]);
     }
     assert!(files_in(tmp.path()).is_empty());
+}
+
+#[test]
+fn absurd_counts_and_lengths_are_refused_before_allocation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let o = out.display().to_string();
+    let clip = data("clips/vignesh_5120ms.wav").display().to_string();
+    let sd = sd();
+    let cases: Vec<(Vec<&str>, &[&str])> = vec![
+        (
+            vec!["sample-clips", &clip, &o, "--num-clips", "1000000"],
+            &["num_clips", "100000"],
+        ),
+        (
+            vec!["sample-clips", &clip, &o, "--duration-ms", "100000000"],
+            &["duration_ms"],
+        ),
+        (
+            vec!["synth", &o, "--count", "1000000000"],
+            &["count", "100000"],
+        ),
+        (
+            vec![
+                "prepare",
+                "--audio-dir",
+                &clip,
+                "--metadata",
+                &clip,
+                "--out",
+                &o,
+                "--clip-s",
+                "1e9",
+            ],
+            &["clip_s"],
+        ),
+        (
+            vec![
+                "prepare",
+                "--audio-dir",
+                &clip,
+                "--metadata",
+                &clip,
+                "--out",
+                &o,
+                "--hop-s",
+                "0",
+            ],
+            &["hop_s"],
+        ),
+        (
+            vec![
+                "prepare",
+                "--audio-dir",
+                &clip,
+                "--metadata",
+                &clip,
+                "--out",
+                &o,
+                "--silence-dbfs",
+                "50",
+            ],
+            &["silence_dbfs"],
+        ),
+        (
+            vec![
+                "prepare",
+                "--audio-dir",
+                &clip,
+                "--metadata",
+                &clip,
+                "--out",
+                &o,
+                "--silence-dbfs",
+                "nan",
+            ],
+            &["--silence-dbfs", "not a finite number"],
+        ),
+        (
+            vec![
+                "train",
+                "--out",
+                &o,
+                "--data",
+                &clip,
+                "--model",
+                &sd,
+                "--crop-px",
+                "0",
+            ],
+            &["crop-px"],
+        ),
+        (
+            vec![
+                "train",
+                "--out",
+                &o,
+                "--data",
+                &clip,
+                "--model",
+                &sd,
+                "--noise-offset",
+                "nan",
+            ],
+            &["noise-offset"],
+        ),
+        (
+            vec![
+                "generate", "raga", "--model", &sd, "--out", &o, "--steps", "1000000",
+            ],
+            &["--steps", "1000"],
+        ),
+    ];
+    for (args, words) in cases {
+        fails_with(&run_cli(&args), words);
+        assert!(files_in(&out).is_empty(), "{args:?} wrote files");
+    }
+}
+
+#[test]
+fn corrupt_headers_are_refused_before_allocation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fig = tmp.path().join("fig.png").display().to_string();
+    for hz in [i32::MAX as u32, 1] {
+        let wav = tmp.path().join(format!("r{hz}.wav"));
+        wav_at(&wav, hz);
+        let w = wav.display().to_string();
+        let png = tmp.path().join("r.png").display().to_string();
+        for args in [
+            vec!["analyze", &w, "--out", &fig],
+            vec!["audio-to-image", &w, &png],
+            vec!["classify", &w],
+        ] {
+            fails_with(&run_cli(&args), &[&format!("r{hz}.wav"), "sample rate"]);
+        }
+    }
+    // a PNG whose header claims more columns than an hour of audio
+    let wide = tmp.path().join("wide.png");
+    let mut bytes = Vec::new();
+    let mut enc = png::Encoder::new(&mut bytes, 360_001, 2);
+    enc.set_color(png::ColorType::Grayscale);
+    let mut w = enc.write_header().unwrap();
+    w.write_image_data(&vec![0u8; 720_002]).unwrap();
+    w.finish().unwrap();
+    std::fs::write(&wide, bytes).unwrap();
+    let mut inputs = files_in(tmp.path());
+    inputs.sort();
+    let p = wide.display().to_string();
+    let wav = tmp.path().join("wide.wav").display().to_string();
+    for args in [
+        vec!["image-to-audio", &p, &wav],
+        vec!["classify", &p],
+        vec!["analyze", &p, "--out", &fig],
+    ] {
+        fails_with(&run_cli(&args), &["wide.png", "360001 x 2 px"]);
+    }
+    let mut left = files_in(tmp.path());
+    left.sort();
+    assert_eq!(left, inputs, "outputs were written");
+}
+
+#[test]
+fn negative_numbers_reach_the_range_checks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    fails_with(&generate(&out, &["--guidance", "-1"]), &["--guidance"]);
+    let clip = data("clips/vignesh_5120ms.wav").display().to_string();
+    let fig = tmp.path().join("f.png").display().to_string();
+    let o = run_cli(&["analyze", &clip, "--tonic", "-3", "--out", &fig]);
+    fails_with(&o, &["tonic_hz", "-3"]);
+    assert!(files_in(tmp.path()).is_empty());
+}
+
+#[test]
+fn misleading_errors_and_silent_successes_are_gone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = |name: &str| tmp.path().join(name);
+    // synth into a file
+    std::fs::write(t("taken"), "x").unwrap();
+    let taken = t("taken").display().to_string();
+    fails_with(&run_cli(&["synth", &taken]), &["taken", "a file is there"]);
+    assert_eq!(std::fs::read(t("taken")).unwrap(), b"x");
+    // a weights variant that is not there
+    let out = t("gen");
+    fails_with(
+        &generate(&out, &["--variant", "fp16"]),
+        &["fp16", "--variant"],
+    );
+    assert!(files_in(&out).is_empty());
+    // a folder with nothing to convert
+    std::fs::create_dir(t("empty")).unwrap();
+    let (empty, pngs) = (t("empty").display().to_string(), t("pngs"));
+    let o = run_cli(&["audio-to-image", &empty, pngs.to_str().unwrap()]);
+    fails_with(&o, &["empty", "no .wav"]);
+    let o = run_cli(&["image-to-audio", &empty, pngs.to_str().unwrap()]);
+    fails_with(&o, &["empty", "no .png"]);
+    // prepare: a missing audio folder, and rows that all fail
+    let meta = t("meta.csv");
+    std::fs::write(
+        &meta,
+        "file,raga\n../outside.wav,Kalyani\nnothere.wav,Kalyani\n",
+    )
+    .unwrap();
+    std::fs::write(t("outside.wav"), "x").unwrap();
+    let (m, ds) = (meta.display().to_string(), t("ds").display().to_string());
+    let missing = t("no-audio").display().to_string();
+    let o = run_cli(&[
+        "prepare",
+        "--audio-dir",
+        &missing,
+        "--metadata",
+        &m,
+        "--out",
+        &ds,
+    ]);
+    fails_with(&o, &["no-audio", "--audio-dir"]);
+    std::fs::create_dir(t("audio")).unwrap();
+    let audio = t("audio").display().to_string();
+    let o = run_cli(&[
+        "prepare",
+        "--audio-dir",
+        &audio,
+        "--metadata",
+        &m,
+        "--out",
+        &ds,
+    ]);
+    fails_with(
+        &o,
+        &[
+            "meta.csv",
+            "every one of its 2 rows failed",
+            "--allow-outside",
+        ],
+    );
+}
+
+#[test]
+fn compare_names_the_backend_and_refuses_to_run_itself() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tmp.path().join("exp.toml");
+    let write = |setup: &str| {
+        let text = format!(
+            "name = \"x\"\nseeds = [1]\n{setup}\n[[backend]]\nname = \"ref\"\n\
+             kind = \"reference\"\nclips = \"missing-clips\"\n[[prompt]]\nraga = \"Mohanam\"\n"
+        );
+        std::fs::write(&exp, text).unwrap();
+    };
+    let e = exp.display().to_string();
+    let out = tmp.path().join("out").display().to_string();
+    write("[[setup]]\nrun = [\"compare\", \"exp.toml\", \"--out\", \"o2\"]");
+    fails_with(
+        &run_cli(&["compare", &e, "--out", &out]),
+        &["setup[0]", "itself"],
+    );
+    assert!(!tmp.path().join("o2").exists());
+    write("");
+    let o = run_cli(&["compare", &e, "--out", &out]);
+    fails_with(
+        &o,
+        &["exp.toml", "backend[0] (`ref`)", "clips", "missing-clips"],
+    );
 }

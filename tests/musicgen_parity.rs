@@ -150,6 +150,41 @@ fn encodec_decode_and_encode_match_transformers() {
     );
 }
 
+/// EnCodecs unlike the 32 kHz geometry, saved by transformers
+/// (tools/make_encodec_variants.py): one or two LSTM and residual layers,
+/// other kernels, ratios and dilations, a conv shortcut, causal padding.
+#[test]
+fn encodec_variants_decode_and_encode_like_transformers() {
+    let root = data().join("encodec-variants");
+    let r = WeightStore::open(&root.join("reference.safetensors"), &Device::Cpu).unwrap();
+    let mut names: Vec<String> = r
+        .names()
+        .into_iter()
+        .filter_map(|n| n.strip_suffix(".codes").map(str::to_string))
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 4, "{names:?}");
+    for name in names {
+        let m = MusicGen::load(&root.join(&name), &Device::Cpu, DType::F32)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let audio = m
+            .codec
+            .decode(&ids(&r, &format!("{name}.codes")))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let want = get(&r, &format!("{name}.audio"));
+        assert_eq!(audio.dims(), want.dims(), "{name}");
+        let d = max_diff(&audio, &want);
+        assert!(d < 1e-4, "{name}: decoded audio differs by {d}");
+        let codes = m.codec.encode(&get(&r, &format!("{name}.input"))).unwrap();
+        let want = get(&r, &format!("{name}.input_codes"));
+        assert_eq!(
+            code_rows(&codes),
+            code_rows(&want.squeeze(0).unwrap()),
+            "{name}"
+        );
+    }
+}
+
 #[test]
 fn greedy_generation_matches_transformers_with_and_without_guidance() {
     let m = model("musicgen-tiny");

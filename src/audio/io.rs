@@ -52,6 +52,7 @@ pub fn read_audio(path: &Path) -> Result<Audio> {
                 )))
             }
             Err(WavError::Sample(e)) => return Err(decode_err(format!("corrupt WAV data: {e}"))),
+            Err(WavError::Rate(why)) => return Err(decode_err(why)),
         }
     } else {
         decode_symphonia(bytes, path)?
@@ -75,6 +76,8 @@ enum WavError {
     Data { read: usize, declared: usize },
     /// A sample could not be read for another reason.
     Sample(hound::Error),
+    /// The header's sample rate is outside [`crate::limits::SAMPLE_RATE_HZ`].
+    Rate(String),
 }
 
 fn decode_wav(bytes: &[u8]) -> std::result::Result<Planar, WavError> {
@@ -84,8 +87,13 @@ fn decode_wav(bytes: &[u8]) -> std::result::Result<Planar, WavError> {
     if n_ch == 0 {
         return Err(WavError::Header(hound::Error::FormatError("zero channels")));
     }
+    if let Some(why) = crate::limits::sample_rate_problem(spec.sample_rate) {
+        return Err(WavError::Rate(why));
+    }
     let declared = reader.len() as usize;
-    let mut interleaved: Vec<f32> = Vec::with_capacity(declared);
+    // A header may declare more samples than the file holds: reserve no
+    // more than the bytes could carry.
+    let mut interleaved: Vec<f32> = Vec::with_capacity(declared.min(bytes.len()));
     let mut push =
         |r: std::result::Result<f32, hound::Error>| -> std::result::Result<(), WavError> {
             match r {
@@ -162,6 +170,12 @@ impl SymphoniaReader {
             .default_track()
             .ok_or_else(|| decode_err("no audio track".into()))?;
         let params = track.codec_params.clone();
+        if let Some(why) = params
+            .sample_rate
+            .and_then(crate::limits::sample_rate_problem)
+        {
+            return Err(decode_err(why));
+        }
         let decoder = symphonia::default::get_codecs()
             .make(&params, &DecoderOptions::default())
             .map_err(|e| decode_err(format!("unsupported codec ({e})")))?;
@@ -218,6 +232,12 @@ fn decode_symphonia(bytes: Vec<u8>, path: &Path) -> Result<Planar> {
     let mut channels: Vec<Vec<f32>> = Vec::new();
     while let Some((samples, n_ch, packet_rate)) = reader.next_interleaved()? {
         rate = packet_rate;
+        if let Some(why) = crate::limits::sample_rate_problem(rate) {
+            return Err(Error::AudioDecode {
+                path: path.to_path_buf(),
+                reason: why,
+            });
+        }
         if channels.is_empty() {
             channels = vec![Vec::new(); n_ch];
         } else if channels.len() != n_ch {
@@ -241,8 +261,36 @@ fn decode_symphonia(bytes: Vec<u8>, path: &Path) -> Result<Planar> {
     Ok((channels, rate))
 }
 
+/// Most data bytes a WAV file can declare: the RIFF size field (32 bits)
+/// also counts the 36 header bytes before the data.
+const MAX_WAV_DATA_BYTES: u64 = u32::MAX as u64 - 36;
+
+/// Refuses `frames` x `channels` samples of `bits_per_sample` at
+/// `rate_hz` when they would overflow a WAV's 32-bit sizes.
+fn check_wav_size(
+    path: &Path,
+    frames: u64,
+    channels: u64,
+    bits_per_sample: u16,
+    rate_hz: u32,
+) -> Result<()> {
+    let data_bytes = frames * channels * u64::from(bits_per_sample / 8);
+    if data_bytes <= MAX_WAV_DATA_BYTES {
+        return Ok(());
+    }
+    Err(Error::AudioDecode {
+        path: path.to_path_buf(),
+        reason: format!(
+            "{:.0} s of {channels}-channel audio is {data_bytes} bytes, more than a WAV's \
+             32-bit size fields hold ({MAX_WAV_DATA_BYTES}); write shorter pieces",
+            frames as f64 / f64::from(rate_hz.max(1)),
+        ),
+    })
+}
+
 /// Writes `audio` as a WAV file in `format`, atomically (temporary name,
-/// then rename).
+/// then rename). Audio too long for the format's 32-bit sizes (over 4 GiB
+/// of samples) is refused before anything is written, never wrapped.
 pub fn write_wav(path: &Path, audio: &Audio, format: WavFormat) -> Result<()> {
     let spec = hound::WavSpec {
         channels: audio.num_channels() as u16,
@@ -260,6 +308,13 @@ pub fn write_wav(path: &Path, audio: &Audio, format: WavFormat) -> Result<()> {
         path: path.to_path_buf(),
         reason: format!("writing WAV: {e}"),
     };
+    check_wav_size(
+        path,
+        audio.len_samples() as u64,
+        audio.num_channels() as u64,
+        spec.bits_per_sample,
+        audio.sample_rate_hz,
+    )?;
     fsutil::write_atomic(path, |w| {
         let mut writer = hound::WavWriter::new(w, spec).map_err(wav_err)?;
         for i in 0..audio.len_samples() {
@@ -301,6 +356,51 @@ mod tests {
                 assert!((x - y).abs() <= tol, "{x} vs {y}");
             }
         }
+    }
+
+    #[test]
+    fn absurd_sample_rates_are_refused_before_decoding() {
+        let dir = tempfile::tempdir().unwrap();
+        for hz in [1u32, i32::MAX as u32] {
+            let path = dir.path().join(format!("r{hz}.wav"));
+            let spec = hound::WavSpec {
+                channels: 1,
+                sample_rate: hz,
+                bits_per_sample: 16,
+                sample_format: hound::SampleFormat::Int,
+            };
+            let mut w = hound::WavWriter::create(&path, spec).unwrap();
+            for _ in 0..16 {
+                w.write_sample(0i16).unwrap();
+            }
+            w.finalize().unwrap();
+            for e in [
+                read_audio(&path).unwrap_err(),
+                super::super::stream::AudioStream::open(&path)
+                    .err()
+                    .unwrap(),
+            ] {
+                let msg = e.to_string();
+                assert!(msg.contains(&format!("r{hz}.wav")), "{msg}");
+                assert!(msg.contains(&format!("sample rate {hz} Hz")), "{msg}");
+            }
+        }
+    }
+
+    #[test]
+    fn wavs_over_four_gib_are_refused_not_wrapped() {
+        let p = Path::new("long.wav");
+        // 3 hours of stereo 16-bit at 44.1 kHz: 1.9 GB, written
+        check_wav_size(p, 3 * 3600 * 44_100, 2, 16, 44_100).unwrap();
+        // 27.8 hours (sample-clips --duration-ms 100000000): 8.8 GB
+        let e = check_wav_size(p, 100_000 * 44_100, 1, 16, 44_100)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("long.wav") && e.contains("32-bit"), "{e}");
+        // the exact edge
+        let frames = MAX_WAV_DATA_BYTES / 4;
+        check_wav_size(p, frames, 1, 32, 44_100).unwrap();
+        assert!(check_wav_size(p, frames + 1, 1, 32, 44_100).is_err());
     }
 
     #[test]

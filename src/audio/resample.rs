@@ -13,8 +13,10 @@ const CHUNK_FRAMES: usize = 4096;
 /// matches. The output has `round(len * target / source)` samples; the
 /// resampler's delay is removed to within half an output sample.
 pub fn resample(audio: &Audio, target_hz: u32) -> Result<Audio> {
-    if target_hz == 0 {
-        return Err(Error::param("sample_rate_hz", "target sample rate is 0 Hz"));
+    for hz in [audio.sample_rate_hz, target_hz] {
+        if let Some(why) = crate::limits::sample_rate_problem(hz) {
+            return Err(Error::param("sample_rate_hz", why));
+        }
     }
     if audio.sample_rate_hz == target_hz {
         return Ok(audio.clone());

@@ -45,6 +45,9 @@ impl AudioStream {
         }
         if let Ok(reader) = hound::WavReader::new(BufReader::new(file)) {
             let spec = reader.spec();
+            if let Some(why) = crate::limits::sample_rate_problem(spec.sample_rate) {
+                return Err(bad(why));
+            }
             if spec.channels > 0 {
                 let int_scale = (spec.sample_format == hound::SampleFormat::Int)
                     .then(|| 1.0 / (1u64 << (spec.bits_per_sample - 1)) as f32);
@@ -144,6 +147,11 @@ pub struct StreamResampler {
 impl StreamResampler {
     /// A resampler from `from_hz` to `to_hz` (a pass-through when equal).
     pub fn new(from_hz: u32, to_hz: u32) -> Result<Self> {
+        for hz in [from_hz, to_hz] {
+            if let Some(why) = crate::limits::sample_rate_problem(hz) {
+                return Err(Error::param("sample_rate_hz", why));
+            }
+        }
         let inner = if from_hz == to_hz {
             None
         } else {

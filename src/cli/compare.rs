@@ -31,7 +31,7 @@ pub struct CompareArgs {
 
 /// Runs `compare`.
 pub fn compare(a: CompareArgs) -> anyhow::Result<ExitCode> {
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    ragafusion::fsutil::create_dir(&a.out)?;
     let out = std::path::absolute(&a.out)?;
     let vocab = Vocabulary::builtin();
     let exp = load_experiment(&a.experiment, &out, vocab)?;

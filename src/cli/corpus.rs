@@ -129,11 +129,15 @@ pub struct PrepareArgs {
     #[arg(long)]
     keep_percussion_solo: bool,
     /// Clips quieter than this RMS level (dBFS) are skipped as silence.
-    #[arg(long, default_value_t = -50.0, allow_hyphen_values = true)]
+    #[arg(long, default_value_t = -50.0)]
     silence_dbfs: f64,
     /// Spectrogram parameter preset (mono presets only).
     #[arg(long, value_parser = choice::<Preset>(), default_value_t = Preset::Riffusion)]
     preset: Preset,
+    /// Read metadata `file` values that are absolute paths or climb out of
+    /// --audio-dir with `..` (refused by default).
+    #[arg(long)]
+    allow_outside: bool,
 }
 
 /// Runs `prepare`.
@@ -152,6 +156,7 @@ pub fn prepare(a: PrepareArgs) -> anyhow::Result<ExitCode> {
         skip_percussion_solo: !a.keep_percussion_solo,
         silence_dbfs: a.silence_dbfs,
         params: SpectrogramParams::preset(a.preset),
+        allow_outside: a.allow_outside,
     };
     let vocab = Vocabulary::builtin();
     let s = run_prepare(vocab, &a.audio_dir, &a.metadata, &a.out, &opts, &Bar::new())

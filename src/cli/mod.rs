@@ -18,7 +18,7 @@ mod train_parts;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Carnatic music from text captions with spectrogram diffusion, and
 /// measures of raga adherence.
@@ -97,9 +97,53 @@ enum Command {
     Compare(compare::CompareArgs),
 }
 
+/// Refuses NaN and infinite values of every number flag of the chosen
+/// verb: no setting means "not a number", and a NaN would otherwise pass
+/// comparisons silently (or vanish as JSON null on its way to the job).
+fn refuse_non_finite(
+    command: &mut clap::Command,
+    matches: &clap::ArgMatches,
+) -> clap::error::Result<()> {
+    let Some((name, sub)) = matches.subcommand() else {
+        return Ok(());
+    };
+    let Some(verb) = command.find_subcommand_mut(name) else {
+        return Ok(());
+    };
+    let f64_id = std::any::TypeId::of::<f64>();
+    let mut bad = None;
+    for arg in verb.get_arguments() {
+        if arg.get_value_parser().type_id() != f64_id {
+            continue;
+        }
+        let values = sub
+            .get_many::<f64>(arg.get_id().as_str())
+            .into_iter()
+            .flatten();
+        if let Some(v) = values.copied().find(|v| !v.is_finite()) {
+            let flag = arg
+                .get_long()
+                .map_or(arg.get_id().to_string(), |l| format!("--{l}"));
+            bad = Some(format!("{flag}: {v} is not a finite number"));
+            break;
+        }
+    }
+    match bad {
+        Some(msg) => Err(verb.error(clap::error::ErrorKind::InvalidValue, msg)),
+        None => Ok(()),
+    }
+}
+
 /// Parses the command line and runs the chosen verb.
 pub fn run() -> anyhow::Result<ExitCode> {
-    let cli = Cli::parse();
+    // Negative numbers (`--guidance -1`, `--tonic -3`) are values, so the
+    // range checks can name the flag, not unknown flags.
+    let mut command = Cli::command().mut_subcommands(|c| c.allow_negative_numbers(true));
+    let matches = command.get_matches_mut();
+    if let Err(e) = refuse_non_finite(&mut command, &matches) {
+        e.exit();
+    }
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match cli.command {
         Command::AudioToImage(a) => codec::audio_to_image(a),
         Command::ImageToAudio(a) => codec::image_to_audio(a),

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::captions::Vocabulary;
 use crate::error::{Error, Result};
+use crate::limits;
 
 /// Default clip length, seconds (one riffusion clip).
 pub const DEFAULT_SECONDS: f64 = 5.12;
@@ -300,11 +301,11 @@ pub fn resolve(
     if e.seeds.is_empty() {
         return Err(bad(file, "seeds", "needs at least one seed"));
     }
-    if !(e.seconds > 0.0 && e.seconds.is_finite()) {
+    if !(e.seconds > 0.0 && e.seconds <= limits::MAX_SECONDS) {
         return Err(bad(
             file,
             "seconds",
-            format!("{} is not positive", e.seconds),
+            format!("{} is outside 0-{} s", e.seconds, limits::MAX_SECONDS),
         ));
     }
     if e.backends.is_empty() {
@@ -355,12 +356,12 @@ pub fn resolve(
             _ => {}
         }
         if let Some(g) = b.guidance {
-            if !(g.is_finite() && g >= 0.0) {
-                return Err(bad(file, &field("guidance"), format!("{g} is not a scale")));
-            }
+            limits::in_range("guidance", g, &limits::GUIDANCE, "")
+                .map_err(|err| bad(file, &field("guidance"), err))?;
         }
-        if b.steps == Some(0) {
-            return Err(bad(file, &field("steps"), "must be at least 1"));
+        if let Some(steps) = b.steps {
+            limits::count("steps", steps, limits::MAX_STEPS)
+                .map_err(|err| bad(file, &field("steps"), err))?;
         }
         for p in [&mut b.model, &mut b.clips].into_iter().flatten() {
             *p = resolve_path(p, base, out);
@@ -405,13 +406,8 @@ pub fn resolve(
             .raga(&p.raga)
             .map_err(|err| bad(file, &field("raga"), err))?;
         if let Some(t) = p.tonic_hz {
-            if !(t.is_finite() && t > 0.0) {
-                return Err(bad(
-                    file,
-                    &field("tonic_hz"),
-                    format!("{t} is not a frequency"),
-                ));
-            }
+            limits::in_range("tonic_hz", t, &limits::TONIC_HZ, " Hz")
+                .map_err(|err| bad(file, &field("tonic_hz"), err))?;
         }
         let id = p.id.clone().unwrap_or_else(|| format!("p{}", i + 1));
         if id.is_empty()

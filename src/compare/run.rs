@@ -268,9 +268,8 @@ pub struct RunOutput {
     pub backends: Vec<BackendRun>,
 }
 
-/// Makes and measures every clip of `exp` under `out`, skipping clips that
-/// are already there. `load` loads a generating backend (normally
-/// [`load_generator`]).
+/// Runs (or resumes) every backend of `exp` into `out`. An error inside a
+/// backend names the experiment file and the backend, then the cause.
 pub fn run_experiment(
     exp: &Resolved,
     out: &Path,
@@ -279,12 +278,23 @@ pub fn run_experiment(
     load: &dyn Fn(&BackendSpec) -> Result<Engine>,
     progress: &dyn Progress,
 ) -> Result<RunOutput> {
+    let within = |i: usize, spec: &BackendSpec| {
+        let context = format!("{}: backend[{i}] (`{}`)", exp.file.display(), spec.name);
+        move |e: Error| match e {
+            Error::Cancelled => e,
+            e => Error::Within {
+                context: context.clone(),
+                source: Box::new(e),
+            },
+        }
+    };
     let seeds = &exp.experiment.seeds;
     let mut references = Vec::new();
     let mut total = 0u64;
-    for spec in exp.backends() {
+    for (i, spec) in exp.backends().iter().enumerate() {
+        check_paths(spec).map_err(within(i, spec))?;
         if let Some(dir) = spec.clips.as_deref().filter(|_| !spec.generates()) {
-            let clips = list_labelled(dir, vocab)?;
+            let clips = list_labelled(dir, vocab).map_err(within(i, spec))?;
             total += clips.len() as u64;
             references.push(clips);
         } else {
@@ -297,72 +307,113 @@ pub fn run_experiment(
         clips: Vec::new(),
         backends: Vec::new(),
     };
-    for (spec, refs) in exp.backends().iter().zip(references) {
-        let kind = spec.kind()?;
-        let run_file = out.join("clips").join(&spec.name).join("backend.json");
-        let previous: Option<BackendRun> = std::fs::read_to_string(&run_file)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok());
-        let mut run = BackendRun {
-            name: spec.name.clone(),
-            kind,
-            source: spec
-                .model
-                .clone()
-                .or_else(|| spec.clips.clone())
-                .or_else(|| default_model_dir().ok())
-                .unwrap_or_default(),
-            settings: spec_settings(spec),
-            load_s: previous.as_ref().and_then(|p| p.load_s),
-            peak_rss_isolated: previous.as_ref().is_some_and(|p| p.peak_rss_isolated),
-            model_hash: None,
-        };
-        if kind != BackendKind::Reference && run.source.is_dir() {
-            run.model_hash = Some(model_fingerprint(&run.source)?);
-        }
-        if kind == BackendKind::Reference {
-            for clip in refs {
-                let record = reference_clip(out, spec, &clip, judges, vocab)?;
-                output.clips.push(record);
-                if !progress.advance(1) {
-                    return Err(Error::Cancelled);
-                }
-            }
-        } else {
-            let mut generator: Option<(Engine, serde_json::Value)> = None;
-            for prompt in &exp.prompts {
-                for &seed in seeds {
-                    let record = generated_clip(
-                        exp,
-                        out,
-                        spec,
-                        prompt,
-                        seed,
-                        judges,
-                        vocab,
-                        load,
-                        &mut generator,
-                        &mut run,
-                        progress,
-                    )?;
-                    output.clips.push(record);
-                    if !progress.advance(1) {
-                        return Err(Error::Cancelled);
-                    }
-                }
-            }
-            if let Some((_, effective)) = &generator {
-                run.settings = serde_json::json!({"experiment": spec_settings(spec),
-                                                  "effective": effective});
-            } else if let Some(p) = &previous {
-                run.settings = p.settings.clone();
-            }
-        }
-        write_json_atomic(&run_file, &run)?;
+    let ctx = BackendContext {
+        exp,
+        out,
+        judges,
+        vocab,
+        load,
+        progress,
+    };
+    for (i, (spec, refs)) in exp.backends().iter().zip(references).enumerate() {
+        let run = run_backend(&ctx, spec, refs, &mut output.clips).map_err(within(i, spec))?;
         output.backends.push(run);
     }
     progress.finish();
     Ok(output)
+}
+
+/// A backend's model and clips paths, when given, must exist (after the
+/// setup steps, which may have made them).
+fn check_paths(spec: &BackendSpec) -> Result<()> {
+    for (field, path) in [("model", &spec.model), ("clips", &spec.clips)] {
+        if let Some(p) = path.as_deref().filter(|p| !p.exists()) {
+            return Err(Error::InvalidParameter {
+                field,
+                reason: format!("{} does not exist", p.display()),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What every backend of one run shares.
+#[derive(Clone, Copy)]
+struct BackendContext<'a> {
+    exp: &'a Resolved,
+    out: &'a Path,
+    judges: &'a Judges,
+    vocab: &'a Vocabulary,
+    load: &'a dyn Fn(&BackendSpec) -> Result<Engine>,
+    progress: &'a dyn Progress,
+}
+
+/// Runs (or resumes) one backend, appending its clips to `clips`; returns
+/// its run record, also written to `clips/NAME/backend.json`.
+fn run_backend(
+    c: &BackendContext<'_>,
+    spec: &BackendSpec,
+    refs: Vec<LabelledClip>,
+    clips: &mut Vec<ClipRecord>,
+) -> Result<BackendRun> {
+    let BackendContext {
+        exp,
+        out,
+        judges,
+        vocab,
+        progress,
+        ..
+    } = *c;
+    let kind = spec.kind()?;
+    let run_file = out.join("clips").join(&spec.name).join("backend.json");
+    let previous: Option<BackendRun> = std::fs::read_to_string(&run_file)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    let mut run = BackendRun {
+        name: spec.name.clone(),
+        kind,
+        source: spec
+            .model
+            .clone()
+            .or_else(|| spec.clips.clone())
+            .or_else(|| default_model_dir().ok())
+            .unwrap_or_default(),
+        settings: spec_settings(spec),
+        load_s: previous.as_ref().and_then(|p| p.load_s),
+        peak_rss_isolated: previous.as_ref().is_some_and(|p| p.peak_rss_isolated),
+        model_hash: None,
+    };
+    if kind != BackendKind::Reference && run.source.is_dir() {
+        run.model_hash = Some(model_fingerprint(&run.source)?);
+    }
+    if kind == BackendKind::Reference {
+        for clip in refs {
+            let record = reference_clip(out, spec, &clip, judges, vocab)?;
+            clips.push(record);
+            if !progress.advance(1) {
+                return Err(Error::Cancelled);
+            }
+        }
+    } else {
+        let mut generator: Option<(Engine, serde_json::Value)> = None;
+        for prompt in &exp.prompts {
+            for &seed in &exp.experiment.seeds {
+                let record = generated_clip(c, spec, prompt, seed, &mut generator, &mut run)?;
+                clips.push(record);
+                if !progress.advance(1) {
+                    return Err(Error::Cancelled);
+                }
+            }
+        }
+        if let Some((_, effective)) = &generator {
+            run.settings = serde_json::json!({"experiment": spec_settings(spec),
+                                              "effective": effective});
+        } else if let Some(p) = &previous {
+            run.settings = p.settings.clone();
+        }
+    }
+    write_json_atomic(&run_file, &run)?;
+    Ok(run)
 }
 
 /// One reference clip: the stored record when current, else read,
@@ -417,18 +468,21 @@ fn reference_clip(
 /// (loading the backend's generator on first need).
 #[allow(clippy::too_many_arguments)]
 fn generated_clip(
-    exp: &Resolved,
-    out: &Path,
+    c: &BackendContext<'_>,
     spec: &BackendSpec,
     prompt: &Prompt,
     seed: u64,
-    judges: &Judges,
-    vocab: &Vocabulary,
-    load: &dyn Fn(&BackendSpec) -> Result<Engine>,
     generator: &mut Option<(Engine, serde_json::Value)>,
     run: &mut BackendRun,
-    progress: &dyn Progress,
 ) -> Result<ClipRecord> {
+    let BackendContext {
+        exp,
+        out,
+        judges,
+        vocab,
+        load,
+        progress,
+    } = *c;
     let id = format!("{}-s{seed}", prompt.id);
     let files = clip_files(out, &spec.name, &id);
     let seconds = exp.experiment.seconds;

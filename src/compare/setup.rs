@@ -15,6 +15,46 @@ use crate::progress::Progress;
 /// File in the output folder recording which setup steps finished.
 pub const SETUP_DONE: &str = "setup-done.json";
 
+/// Environment variable carrying how deeply setup steps are nested (a step
+/// that runs another experiment's `compare`).
+pub const SETUP_DEPTH_VAR: &str = "RAGAFUSION_SETUP_DEPTH";
+
+/// Most nested setup levels: an experiment whose setup compares another
+/// experiment, whose setup compares a third.
+pub const MAX_SETUP_DEPTH: u32 = 3;
+
+/// Refuses a step that runs `compare` on `exp`'s own file (it would run
+/// itself forever), and nesting deeper than [`MAX_SETUP_DEPTH`].
+fn check_recursion(exp: &Resolved, dir: &Path, depth: u32) -> Result<()> {
+    if depth >= MAX_SETUP_DEPTH {
+        return Err(Error::invalid_data(
+            &exp.file,
+            format!(
+                "setup steps are nested {depth} deep ({SETUP_DEPTH_VAR}); the limit is \
+                 {MAX_SETUP_DEPTH}: does a setup step run compare on an experiment that runs it back?"
+            ),
+        ));
+    }
+    let own = exp.file.canonicalize().ok();
+    for (i, step) in exp.experiment.setup.iter().enumerate() {
+        if step.run.first().map(String::as_str) != Some("compare") {
+            continue;
+        }
+        let itself = step.run[1..]
+            .iter()
+            .any(|a| own.is_some() && dir.join(a).canonicalize().ok() == own);
+        if itself {
+            return Err(Error::invalid_data(
+                &exp.file,
+                format!(
+                    "setup[{i}].run: runs compare on this experiment itself, which would never end"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The folder setup steps run in: the experiment file's own.
 pub fn setup_dir(exp: &Resolved) -> PathBuf {
     exp.file
@@ -40,6 +80,13 @@ pub fn run_setup(
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default();
     let dir = setup_dir(exp);
+    let depth: u32 = std::env::var(SETUP_DEPTH_VAR)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if !steps.is_empty() {
+        check_recursion(exp, &dir, depth)?;
+    }
     for (i, step) in steps.iter().enumerate() {
         let args = &step.run;
         let key = format!("{:016x}", stable_hash(&args.join("\u{1f}")));
@@ -51,6 +98,7 @@ pub fn run_setup(
         let status = Command::new(program)
             .args(args)
             .current_dir(&dir)
+            .env(SETUP_DEPTH_VAR, (depth + 1).to_string())
             .status()
             .map_err(|e| Error::io(program, e))?;
         if !status.success() {
@@ -94,5 +142,21 @@ mod tests {
         let failing = experiment(d.path(), "exit 3");
         let e = run_setup(&failing, d.path(), Path::new("sh"), &NoProgress).unwrap_err();
         assert!(e.to_string().contains("setup[0]"), "{e}");
+    }
+
+    #[test]
+    fn setup_steps_may_not_recurse() {
+        let d = tempfile::tempdir().unwrap();
+        let mut exp = experiment(d.path(), "true");
+        std::fs::write(&exp.file, "").unwrap();
+        exp.experiment.setup[0].run = vec!["compare".into(), "./x.toml".into(), "--out".into()];
+        let e = check_recursion(&exp, d.path(), 0).unwrap_err().to_string();
+        assert!(e.contains("x.toml") && e.contains("setup[0]"), "{e}");
+        exp.experiment.setup[0].run = vec!["compare".into(), "other.toml".into()];
+        check_recursion(&exp, d.path(), 0).unwrap();
+        let e = check_recursion(&exp, d.path(), MAX_SETUP_DEPTH)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(SETUP_DEPTH_VAR), "{e}");
     }
 }

@@ -5,10 +5,11 @@
 //! (required), `tala`, `composer`, `artist`, `segment`, `instrument`,
 //! `start_s`, `end_s`. Other columns are ignored.
 
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::captions::{CaptionFields, Vocabulary};
 use crate::error::{Error, Result};
 
 /// One metadata row as written by the user.
@@ -145,6 +146,83 @@ pub fn read_metadata(path: &Path) -> Result<(NumberedRows, Vec<BadRow>)> {
     Ok((rows, bad))
 }
 
+/// Checks one row against the vocabulary and the audio folder: the raga
+/// (and tala, segment) must be known, times must make sense, and the file
+/// must exist inside `audio_dir` (or anywhere, with `allow_outside`).
+/// Returns the audio path and the caption fields, or the reason in words.
+pub(crate) fn validate_row(
+    vocab: &Vocabulary,
+    audio_dir: &Path,
+    row: &MetadataRow,
+    allow_outside: bool,
+) -> std::result::Result<(PathBuf, CaptionFields), String> {
+    if row.file.is_empty() {
+        return Err("no `file`".into());
+    }
+    let leaves = Path::new(&row.file)
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
+    if leaves && !allow_outside {
+        return Err(format!(
+            "`file` {} is outside --audio-dir (absolute, or climbing with ..); \
+             pass --allow-outside to read it",
+            row.file
+        ));
+    }
+    if row.raga.is_empty() {
+        return Err("no `raga`".into());
+    }
+    let raga = vocab.raga(&row.raga).map_err(|e| e.to_string())?;
+    let tala = match row.tala.as_deref().filter(|t| !t.trim().is_empty()) {
+        Some(t) => Some(vocab.tala(t).map_err(|e| e.to_string())?.name.clone()),
+        None => None,
+    };
+    let segment = match row.segment.as_deref().filter(|t| !t.trim().is_empty()) {
+        Some(s) => Some(vocab.segment(s).map_err(|e| e.to_string())?.name.clone()),
+        None => None,
+    };
+    let known_or_given = |v: &Option<String>, find: &dyn Fn(&str) -> Option<String>| {
+        v.as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| find(s).unwrap_or_else(|| s.to_string()))
+    };
+    let composer = known_or_given(&row.composer, &|s| {
+        vocab.composer(s).ok().map(|c| c.name.clone())
+    });
+    let instrument = known_or_given(&row.instrument, &|s| {
+        vocab.instrument(s).ok().map(|c| c.name.clone())
+    });
+    let artist = known_or_given(&row.artist, &|_| None);
+    for (name, v) in [("start_s", row.start_s), ("end_s", row.end_s)] {
+        if let Some(x) = v {
+            if !(x.is_finite() && x >= 0.0) {
+                return Err(format!("`{name}` {x} is not a time in seconds"));
+            }
+        }
+    }
+    if let (Some(a), Some(b)) = (row.start_s, row.end_s) {
+        if a >= b {
+            return Err(format!("`start_s` {a} is not before `end_s` {b}"));
+        }
+    }
+    let path = audio_dir.join(&row.file);
+    if !path.is_file() {
+        return Err(format!("audio file {} not found", path.display()));
+    }
+    Ok((
+        path,
+        CaptionFields {
+            raga: Some(raga.name.clone()),
+            tala,
+            composer,
+            instrument,
+            artist,
+            segment,
+        },
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,5 +257,38 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("`file` and `raga`"));
+    }
+}
+
+#[cfg(test)]
+mod validate_tests {
+    use super::*;
+
+    fn row(file: &str) -> MetadataRow {
+        MetadataRow {
+            file: file.into(),
+            raga: "Kalyani".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn files_outside_the_audio_folder_need_allow_outside() {
+        let dir = tempfile::tempdir().unwrap();
+        let audio = dir.path().join("audio");
+        std::fs::create_dir(&audio).unwrap();
+        std::fs::write(dir.path().join("out.wav"), b"x").unwrap();
+        std::fs::write(audio.join("in.wav"), b"x").unwrap();
+        let vocab = Vocabulary::builtin();
+        let abs = dir.path().join("out.wav").display().to_string();
+        for file in ["../out.wav", abs.as_str()] {
+            let e = validate_row(vocab, &audio, &row(file), false).unwrap_err();
+            assert!(e.contains("outside --audio-dir") && e.contains(file), "{e}");
+            let (path, _) = validate_row(vocab, &audio, &row(file), true).unwrap();
+            assert!(path.ends_with("out.wav"));
+        }
+        let (path, fields) = validate_row(vocab, &audio, &row("./in.wav"), false).unwrap();
+        assert!(path.ends_with("in.wav"));
+        assert_eq!(fields.raga.as_deref(), Some("Kalyani"));
     }
 }

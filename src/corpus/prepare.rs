@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::metadata::{read_metadata, BadRow, MetadataRow};
+use super::metadata::{read_metadata, validate_row, BadRow, MetadataRow};
 use crate::audio::stream::{AudioStream, StreamResampler};
 use crate::audio::Audio;
 use crate::captions::{stable_hash, CaptionFields, Percussion, Vocabulary};
@@ -30,6 +30,16 @@ use crate::error::{Error, Result};
 use crate::fsutil::{write_atomic, write_json_atomic};
 use crate::progress::Progress;
 use crate::spectrogram::{write_png, SpectrogramConverter, SpectrogramParams};
+
+/// Clip lengths accepted, seconds (up to ten minutes: memory stays
+/// bounded, see [`crate::spectrogram::segmented`]).
+pub const CLIP_S: std::ops::RangeInclusive<f64> = 0.1..=600.0;
+
+/// Hops between clip starts accepted, seconds.
+pub const HOP_S: std::ops::RangeInclusive<f64> = 0.01..=3600.0;
+
+/// Silence thresholds accepted, dBFS.
+pub const SILENCE_DBFS: std::ops::RangeInclusive<f64> = -200.0..=0.0;
 
 /// The three splits, in order.
 pub const SPLITS: [&str; 3] = ["train", "validation", "test"];
@@ -51,6 +61,9 @@ pub struct PrepareOptions {
     pub silence_dbfs: f64,
     /// Spectrogram parameters (mono).
     pub params: SpectrogramParams,
+    /// Read metadata `file` values that are absolute or climb out of the
+    /// audio folder with `..` (refused by default).
+    pub allow_outside: bool,
 }
 
 impl Default for PrepareOptions {
@@ -63,6 +76,7 @@ impl Default for PrepareOptions {
             skip_percussion_solo: true,
             silence_dbfs: -50.0,
             params: SpectrogramParams::default(),
+            allow_outside: false,
         }
     }
 }
@@ -180,68 +194,6 @@ pub fn split_of(file: &str, seed: u64, shares: [f64; 3]) -> &'static str {
     }
 }
 
-fn validate(
-    vocab: &Vocabulary,
-    audio_dir: &Path,
-    row: &MetadataRow,
-) -> std::result::Result<(PathBuf, CaptionFields), String> {
-    if row.file.is_empty() {
-        return Err("no `file`".into());
-    }
-    if row.raga.is_empty() {
-        return Err("no `raga`".into());
-    }
-    let raga = vocab.raga(&row.raga).map_err(|e| e.to_string())?;
-    let tala = match row.tala.as_deref().filter(|t| !t.trim().is_empty()) {
-        Some(t) => Some(vocab.tala(t).map_err(|e| e.to_string())?.name.clone()),
-        None => None,
-    };
-    let segment = match row.segment.as_deref().filter(|t| !t.trim().is_empty()) {
-        Some(s) => Some(vocab.segment(s).map_err(|e| e.to_string())?.name.clone()),
-        None => None,
-    };
-    let known_or_given = |v: &Option<String>, find: &dyn Fn(&str) -> Option<String>| {
-        v.as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| find(s).unwrap_or_else(|| s.to_string()))
-    };
-    let composer = known_or_given(&row.composer, &|s| {
-        vocab.composer(s).ok().map(|c| c.name.clone())
-    });
-    let instrument = known_or_given(&row.instrument, &|s| {
-        vocab.instrument(s).ok().map(|c| c.name.clone())
-    });
-    let artist = known_or_given(&row.artist, &|_| None);
-    for (name, v) in [("start_s", row.start_s), ("end_s", row.end_s)] {
-        if let Some(x) = v {
-            if !(x.is_finite() && x >= 0.0) {
-                return Err(format!("`{name}` {x} is not a time in seconds"));
-            }
-        }
-    }
-    if let (Some(a), Some(b)) = (row.start_s, row.end_s) {
-        if a >= b {
-            return Err(format!("`start_s` {a} is not before `end_s` {b}"));
-        }
-    }
-    let path = audio_dir.join(&row.file);
-    if !path.is_file() {
-        return Err(format!("audio file {} not found", path.display()));
-    }
-    Ok((
-        path,
-        CaptionFields {
-            raga: Some(raga.name.clone()),
-            tala,
-            composer,
-            instrument,
-            artist,
-            segment,
-        },
-    ))
-}
-
 /// Prepares a dataset; see the module docs.
 pub fn prepare(
     vocab: &Vocabulary,
@@ -254,14 +206,16 @@ pub fn prepare(
     if opts.params.stereo {
         return Err(Error::param("stereo", "prepare makes mono spectrograms"));
     }
-    if !(opts.clip_s > 0.1
-        && opts.hop_s > 0.01
-        && opts.clip_s.is_finite()
-        && opts.hop_s.is_finite())
-    {
-        return Err(Error::param(
-            "clip_s",
-            "clip and hop lengths must be positive",
+    crate::limits::in_range("clip_s", opts.clip_s, &CLIP_S, " s")?;
+    crate::limits::in_range("hop_s", opts.hop_s, &HOP_S, " s")?;
+    crate::limits::in_range("silence_dbfs", opts.silence_dbfs, &SILENCE_DBFS, " dBFS")?;
+    if !audio_dir.is_dir() {
+        return Err(Error::io(
+            audio_dir,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the audio folder (--audio-dir) does not exist or is not a folder",
+            ),
         ));
     }
     let total: f64 = opts.split.iter().sum();
@@ -290,7 +244,7 @@ pub fn prepare(
     );
     let mut jobs = Vec::new();
     for (line, row) in rows {
-        match validate(vocab, audio_dir, &row) {
+        match validate_row(vocab, audio_dir, &row, opts.allow_outside) {
             Err(reason) => summary.bad.push(BadInput {
                 line,
                 file: row.file.clone(),
@@ -328,7 +282,7 @@ pub fn prepare(
         .map(|s| out_dir.join(s))
         .chain([state_dir.clone()])
     {
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        crate::fsutil::create_dir(&dir)?;
     }
     progress.start(jobs.len() as u64, "recordings");
     let cancelled = AtomicBool::new(false);
@@ -413,6 +367,15 @@ pub fn prepare(
     }
     summary.bad.sort_by_key(|b| b.line);
     write_json_atomic(&out_dir.join("summary.json"), &summary)?;
+    if summary.rows > 0 && summary.bad.len() == summary.rows {
+        return Err(Error::InvalidData {
+            file: metadata.display().to_string(),
+            reason: format!(
+                "every one of its {} rows failed, so no clip was made; the first: line {}: {}",
+                summary.rows, summary.bad[0].line, summary.bad[0].reason
+            ),
+        });
+    }
     Ok(summary)
 }
 

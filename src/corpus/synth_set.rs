@@ -129,6 +129,7 @@ pub fn render_set(
 ) -> Result<SetReport> {
     let (count, seed, duration_s, overrides) =
         (set.count, set.seed, set.duration_s, &set.overrides);
+    crate::limits::count("count", count, crate::limits::MAX_CLIPS)?;
     // Resolve every name first, so a typo fails before any work.
     let names: Vec<String> = if set.ragas.is_empty() {
         vocab.ragas.iter().map(|r| r.name.clone()).collect()
@@ -142,7 +143,7 @@ pub fn render_set(
     if let Some(t) = &overrides.tala {
         vocab.tala(t)?;
     }
-    std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
+    crate::fsutil::create_dir(out_dir)?;
     let jobs: Vec<(String, usize)> = names
         .iter()
         .flat_map(|n| (0..count).map(move |i| (n.clone(), i)))

@@ -66,7 +66,7 @@ impl BpeVocab {
     /// Writes `vocab.json`, `merges.txt`, `tokenizer_config.json` and
     /// `special_tokens_map.json` into `dir` (a pipeline's `tokenizer/`).
     pub fn write(&self, dir: &Path, max_len: usize) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        crate::fsutil::create_dir(dir)?;
         let vocab: serde_json::Map<String, serde_json::Value> = self
             .tokens
             .iter()

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 
 use crate::audio::{write_wav, Audio, WavFormat};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::fsutil::{refuse_overwriting, write_json_atomic};
 use crate::progress::Progress;
 use crate::spectrogram::image::DEFAULT_MAX_VALUE;
@@ -106,7 +106,7 @@ pub fn write_outputs(dir: &Path, made: &Generated) -> Result<PathBuf> {
     for ext in ["png", "wav", "json"] {
         refuse_overwriting(&dir.join(format!("{name}.{ext}")), &inputs)?;
     }
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    crate::fsutil::create_dir(dir)?;
     let mut sidecar = made.sidecar.clone();
     let mut files = json!({"wav": format!("{name}.wav")});
     if let Some((image, params)) = &made.image {

@@ -181,6 +181,9 @@ impl GenerateRequest {
         if let Some(g) = self.guidance {
             limits::in_range("guidance", g, &limits::GUIDANCE, "")?;
         }
+        if let Some(steps) = self.steps {
+            limits::count("steps", steps, limits::MAX_STEPS)?;
+        }
         if let Some(t) = self.tonic_hz {
             limits::in_range("tonic", t, &limits::TONIC_HZ, " Hz")?;
         }

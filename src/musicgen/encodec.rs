@@ -61,7 +61,9 @@ fn pad_reflect(x: &Tensor, left: usize, right: usize) -> Result<Tensor> {
         })
         .collect();
     let index = Tensor::from_vec(index, left + m + right, x.device())?;
-    let padded = x.index_select(&index, 2)?;
+    // index_select needs a contiguous input; a transposed or narrowed
+    // activation (an LSTM's output, a trimmed convolution) is not
+    let padded = x.contiguous()?.index_select(&index, 2)?;
     padded.narrow(2, 0, left + m + right - extra)
 }
 
@@ -462,6 +464,22 @@ impl Encodec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reflect_padding_takes_non_contiguous_inputs() {
+        // [1, 4, 2] transposed to [1, 2, 4]: a strided view, as after an LSTM
+        let x = Tensor::arange(0f32, 8., &Device::Cpu)
+            .unwrap()
+            .reshape((1, 4, 2))
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap();
+        assert!(!x.is_contiguous());
+        let a = pad_reflect(&x, 2, 1).unwrap();
+        let b = pad_reflect(&x.contiguous().unwrap(), 2, 1).unwrap();
+        assert_eq!(a.to_vec3::<f32>().unwrap(), b.to_vec3::<f32>().unwrap());
+        assert_eq!(a.dims(), &[1, 2, 7]);
+    }
 
     #[test]
     fn reflect_padding_matches_torch() {

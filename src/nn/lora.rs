@@ -91,7 +91,7 @@ pub fn init_adapters(
     seed: u64,
     device: &Device,
 ) -> Result<(Tensor, Tensor)> {
-    let mut noise = crate::diffusion::SeededNoise::new(seed);
+    let mut noise = crate::nn::noise::SeededNoise::new(seed);
     let std = 1.0 / rank as f32;
     let a: Vec<f32> = noise
         .values(rank * in_dim)

@@ -11,6 +11,7 @@
 //! ops.rs          3x3 convolution and 2x2 max pooling with exact gradients
 //! segments.rs     segmented forwards, gradient checkpointing
 //! random.rs       seeded random weights keyed by tensor name
+//! noise.rs        seeded (device-independent) and recorded Gaussian noise
 //! params.rs       trainable f32 master weights plus frozen tensors, by
 //!                 name, as a VarBuilder backend (full or LoRA training)
 //! lora.rs         low-rank adapters: targets, initialisation, merging
@@ -20,6 +21,7 @@ pub mod channel_ops;
 pub mod conv_cpu;
 pub mod layers;
 pub mod lora;
+pub mod noise;
 pub mod ops;
 pub mod params;
 pub mod random;

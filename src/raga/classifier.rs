@@ -146,7 +146,7 @@ impl Classifier {
     /// decoder reads (resampled to [`ANALYSIS_RATE_HZ`], mono).
     pub fn classify_file(&self, input: &Path, tonic_hz: Option<f64>) -> Result<Classification> {
         if let Some(t) = tonic_hz {
-            crate::limits::in_range("tonic", t, &crate::limits::TONIC_HZ, " Hz")?;
+            crate::limits::in_range("tonic_hz", t, &crate::limits::TONIC_HZ, " Hz")?;
         }
         let is_png = input
             .extension()

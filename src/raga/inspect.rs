@@ -63,7 +63,7 @@ pub fn inspect_file(
     opts: &InspectOptions,
 ) -> Result<Inspection> {
     if let Some(t) = opts.tonic_hz {
-        crate::limits::in_range("tonic", t, &crate::limits::TONIC_HZ, " Hz")?;
+        crate::limits::in_range("tonic_hz", t, &crate::limits::TONIC_HZ, " Hz")?;
     }
     if !(opts.max_seconds.is_finite() && opts.max_seconds > 0.0) {
         return Err(Error::param(

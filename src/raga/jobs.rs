@@ -200,7 +200,7 @@ pub fn evaluate_folder(
     };
     let truth: Vec<String> = clips.iter().map(|c| c.raga.clone()).collect();
     let e = evaluate(model.ragas(), &truth, &predictions).occurring();
-    std::fs::create_dir_all(out).map_err(|err| Error::io(out, err))?;
+    crate::fsutil::create_dir(out)?;
     let metrics = serde_json::json!({
         "model": model_name,
         "classifier": model.kind(),

@@ -192,7 +192,7 @@ impl KnnModel {
 
     /// Writes `config.json` and `model.safetensors` into `dir`.
     pub fn save(&self, dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        crate::fsutil::create_dir(dir)?;
         let labels: Vec<f32> = self.labels.iter().map(|l| *l as f32).collect();
         let n = self.labels.len();
         let tensors = [

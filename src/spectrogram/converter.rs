@@ -3,16 +3,18 @@
 
 use rayon::prelude::*;
 
-use super::griffin_lim::{griffin_lim, GriffinLimOptions, PhaseInit};
+use super::griffin_lim::{GriffinLimOptions, PhaseInit};
 use super::image::{
     image_from_mel, mel_from_image, LoadedImage, SpectrogramImage, DEFAULT_MAX_VALUE,
 };
 use super::mel::MelFilterbank;
-use super::stft::Stft;
+use super::segmented::{reconstruct_channel, SEGMENT_FRAMES};
+use super::stft::{reflect_pad, Spectrum, Stft};
 use super::{MelSpectrogram, SpectrogramParams};
 use crate::audio::{normalize_loudness, Audio, Loudness};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
+use rustfft::num_complex::Complex32;
 
 /// Riffusion feeds 16-bit sample values (not `[-1, 1]`) to the STFT; scaling
 /// by this keeps amplitudes, and so EXIF tag 11080, in the same units.
@@ -186,26 +188,37 @@ impl SpectrogramConverter {
         })
     }
 
-    /// Mel amplitudes `[mel * frames + t]` of one channel.
+    /// Mel amplitudes `[mel * frames + t]` of one channel. The complex
+    /// spectrum is computed [`SEGMENT_FRAMES`] frames at a time, so memory
+    /// stays bounded however long the signal is.
     fn mel_of_channel(&self, signal: &[f32]) -> Vec<f32> {
         let bins = self.mel.active_bins();
-        let spec = self.stft.forward(signal, bins);
         let n_mels = self.mel.num_mels();
-        let mut by_frame = vec![0.0f32; spec.frames * n_mels];
-        by_frame
-            .par_chunks_mut(n_mels)
-            .zip(spec.data.par_chunks(bins))
-            .with_min_len(16)
-            .for_each_init(
-                || vec![0.0f32; bins],
-                |mag, (mel, frame)| {
-                    for (m, c) in mag.iter_mut().zip(frame) {
-                        *m = c.norm();
-                    }
-                    self.mel.apply(mag, mel);
-                },
-            );
-        transpose(&by_frame, spec.frames, n_mels)
+        let frames = self.stft.num_frames(signal.len());
+        let padded = reflect_pad(signal, self.stft.n_fft() / 2);
+        let mut by_frame = vec![0.0f32; frames * n_mels];
+        let mut block = Spectrum::zeros(0, bins);
+        for (b, mel_block) in by_frame.chunks_mut(SEGMENT_FRAMES * n_mels).enumerate() {
+            let n = mel_block.len() / n_mels;
+            block.frames = n;
+            block.data.resize(n * bins, Complex32::new(0.0, 0.0));
+            self.stft
+                .forward_padded_into(&padded, b * SEGMENT_FRAMES, &mut block);
+            mel_block
+                .par_chunks_mut(n_mels)
+                .zip(block.data.par_chunks(bins))
+                .with_min_len(16)
+                .for_each_init(
+                    || vec![0.0f32; bins],
+                    |mag, (mel, frame)| {
+                        for (m, c) in mag.iter_mut().zip(frame) {
+                            *m = c.norm();
+                        }
+                        self.mel.apply(mag, mel);
+                    },
+                );
+        }
+        transpose(&by_frame, frames, n_mels)
     }
 
     /// Linear magnitudes `frames x active_bins` (frame-major) estimated from
@@ -225,8 +238,10 @@ impl SpectrogramConverter {
         linear
     }
 
-    /// Reconstructs audio from mel amplitudes. `progress` receives one unit
-    /// per Griffin-Lim iteration per channel.
+    /// Reconstructs audio from mel amplitudes. Spectrograms longer than
+    /// [`SEGMENT_FRAMES`] are inverted segment by segment (see
+    /// [`super::segmented`]), so memory stays bounded. `progress` receives
+    /// one unit per Griffin-Lim iteration per segment per channel.
     pub fn audio_from_mel(
         &self,
         mel: &MelSpectrogram,
@@ -244,10 +259,10 @@ impl SpectrogramConverter {
             ));
         }
         let frames = mel.num_frames;
-        let bins = self.mel.active_bins();
         let mut channels = Vec::with_capacity(mel.channels.len());
+        let segments = super::segmented::segments(frames, SEGMENT_FRAMES).len();
         progress.start(
-            (opts.griffin_lim.iterations * mel.channels.len()) as u64,
+            (opts.griffin_lim.iterations * segments * mel.channels.len()) as u64,
             "griffin-lim",
         );
         for (c, m) in mel.channels.iter().enumerate() {
@@ -257,10 +272,9 @@ impl SpectrogramConverter {
                     format!("channel {c} value {i} is {}", m[i]),
                 ));
             }
-            let linear = self.linear_from_mel(m, frames, opts.mel_inverse);
-            let mut gl = opts.griffin_lim;
-            gl.seed = gl.seed.wrapping_add(c as u64);
-            let mut signal = griffin_lim(&self.stft, &linear, frames, bins, &gl, progress)?;
+            let mut o = *opts;
+            o.griffin_lim.seed = o.griffin_lim.seed.wrapping_add(c as u64);
+            let mut signal = reconstruct_channel(self, m, frames, &o, SEGMENT_FRAMES, progress)?;
             for s in signal.iter_mut() {
                 *s /= INT16_SCALE;
             }

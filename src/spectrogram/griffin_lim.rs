@@ -62,6 +62,33 @@ pub fn griffin_lim(
     opts: &GriffinLimOptions,
     progress: &dyn Progress,
 ) -> Result<Vec<f32>> {
+    let shape = (frames, bins);
+    griffin_lim_continued(stft, magnitude, shape, opts, &[], progress).map(|(signal, _)| signal)
+}
+
+/// [`griffin_lim`] on one segment of a longer spectrogram (`shape` is
+/// `(frames, bins)`): the first `known_phase.len() / bins` frames keep the
+/// given unit phases (frames the previous segment settled) through every
+/// iteration, and the rest of the segment is fitted to them, so that the
+/// two segments agree where they overlap. Also returns the final phases
+/// (unit complex values), from which the next segment continues.
+pub fn griffin_lim_continued(
+    stft: &Stft,
+    magnitude: &[f32],
+    (frames, bins): (usize, usize),
+    opts: &GriffinLimOptions,
+    known_phase: &[Complex32],
+    progress: &dyn Progress,
+) -> Result<(Vec<f32>, Spectrum)> {
+    if known_phase.len() > frames * bins || known_phase.len() % bins.max(1) != 0 {
+        return Err(Error::param(
+            "known_phase",
+            format!(
+                "{} values are not whole frames of {bins} bins within {frames} frames",
+                known_phase.len()
+            ),
+        ));
+    }
     if magnitude.len() != frames * bins || bins > stft.num_bins() || frames < 2 {
         return Err(Error::param(
             "magnitude",
@@ -83,6 +110,7 @@ pub fn griffin_lim(
         PhaseInit::Random => random_phase(&mut angles.data, opts.seed),
         PhaseInit::Pghi => pghi(stft, magnitude, &mut angles, opts.seed),
     }
+    angles.data[..known_phase.len()].copy_from_slice(known_phase);
     let alpha = opts.momentum / (1.0 + opts.momentum);
     // `spec` holds magnitude x current phase; `rebuilt` the STFT of its
     // inverse; `tprev` the previous `rebuilt` (swapped, not copied).
@@ -106,13 +134,25 @@ pub fn griffin_lim(
                 let v = r - *p * alpha;
                 *s = v * (m / (v.norm() + 1e-16));
             });
+        // the known frames stay as given: the segment fits itself to them
+        for ((s, k), m) in spec.data.iter_mut().zip(known_phase).zip(magnitude) {
+            *s = k * m;
+        }
         std::mem::swap(&mut rebuilt, &mut tprev);
         if !progress.advance(1) {
             return Err(Error::Cancelled);
         }
     }
     stft.inverse_into(&spec, &mut frames_buf, &mut signal);
-    Ok(signal)
+    for c in spec.data.iter_mut() {
+        let n = c.norm();
+        *c = if n > 0.0 {
+            *c / n
+        } else {
+            Complex32::new(1.0, 0.0)
+        };
+    }
+    Ok((signal, spec))
 }
 
 /// Multiplies unit phases by the magnitudes, in place.
@@ -358,6 +398,30 @@ mod tests {
         assert!(r32 < 0.5 * r0, "random: {r0} -> {r32}");
         assert!(p0 < r0, "pghi start {p0} vs random start {r0}");
         assert!(p32 < r32, "pghi {p32} vs random {r32} after 32 iterations");
+    }
+
+    #[test]
+    fn known_phases_start_the_run_and_final_phases_come_back() {
+        let stft = Stft::new(256, 64, 256).unwrap();
+        // a whole number of hops, so the reconstruction has x's length
+        let x = chirp(4096);
+        let bins = stft.num_bins();
+        let spec = stft.forward(&x, bins);
+        let mag = spec.magnitudes();
+        let unit: Vec<Complex32> = spec.data.iter().map(|c| c / (c.norm() + 1e-30)).collect();
+        let opts = GriffinLimOptions {
+            iterations: 0,
+            ..Default::default()
+        };
+        let shape = (spec.frames, bins);
+        let (y, phase) =
+            griffin_lim_continued(&stft, &mag, shape, &opts, &unit, &NoProgress).unwrap();
+        assert!(inconsistency(&stft, &mag, &y, bins) < 1e-3);
+        assert!(phase.data.iter().all(|c| (c.norm() - 1.0).abs() < 1e-4));
+        let (z, _) = griffin_lim_continued(&stft, &mag, shape, &opts, &[], &NoProgress).unwrap();
+        assert!(inconsistency(&stft, &mag, &z, bins) > 0.1);
+        let bad = griffin_lim_continued(&stft, &mag, shape, &opts, &unit[..bins + 1], &NoProgress);
+        assert!(bad.unwrap_err().to_string().contains("known_phase"));
     }
 
     #[test]

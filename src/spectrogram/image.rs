@@ -246,6 +246,16 @@ pub fn decode_png(bytes: &[u8], path: &Path) -> Result<LoadedImage> {
         .map_err(|e| bad(format!("not a readable PNG ({e})")))?;
     let info = reader.info();
     let (width, height) = (info.width as usize, info.height as usize);
+    let (max_w, max_h) = (
+        crate::limits::MAX_IMAGE_WIDTH_PX,
+        crate::limits::MAX_IMAGE_HEIGHT_PX,
+    );
+    if width > max_w || height > max_h {
+        return Err(bad(format!(
+            "the header declares {width} x {height} px; spectrogram images are at most \
+             {max_w} px wide (an hour) and {max_h} px high"
+        )));
+    }
     if info.bit_depth == png::BitDepth::Sixteen {
         return Err(bad(
             "16-bit PNG; spectrogram images have 8 bits per channel".into(),
@@ -432,5 +442,24 @@ mod tests {
             e.contains("short.png") && e.contains("NUM_FREQUENCIES"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn absurd_dimensions_are_refused_from_the_header() {
+        for (w, h) in [(360_001u32, 1u32), (1, 4097)] {
+            let mut bytes = Vec::new();
+            let mut enc = png::Encoder::new(&mut bytes, w, h);
+            enc.set_color(png::ColorType::Grayscale);
+            let mut wr = enc.write_header().unwrap();
+            wr.write_image_data(&vec![0u8; (w * h) as usize]).unwrap();
+            wr.finish().unwrap();
+            let e = decode_png(&bytes, Path::new("huge.png"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("huge.png") && e.contains(&format!("{w} x {h} px")),
+                "{e}"
+            );
+        }
     }
 }

@@ -2,8 +2,9 @@
 //! Griffin-Lim, the image mapping and its EXIF metadata.
 //!
 //! Layering: [`params`] <- [`stft`], [`mel`], [`griffin_lim`] (maths on
-//! slices) <- [`converter`] (audio <-> amplitudes) <- [`image`] (pixels and
-//! PNG files).
+//! slices) <- [`segmented`] (long spectrograms in bounded memory) <-
+//! [`converter`] (audio <-> amplitudes) <- [`image`] (pixels and PNG
+//! files).
 
 pub mod converter;
 pub mod exif;
@@ -12,6 +13,7 @@ pub mod image;
 pub mod mel;
 pub mod metrics;
 pub mod params;
+pub mod segmented;
 pub mod stft;
 pub mod transpose;
 

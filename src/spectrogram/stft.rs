@@ -301,8 +301,18 @@ impl Stft {
     pub fn forward_into(&self, signal: &[f32], padded: &mut Vec<f32>, out: &mut Spectrum) {
         debug_assert_eq!(out.frames, self.num_frames(signal.len()));
         reflect_pad_into(signal, self.n_fft / 2, padded);
-        let padded = &*padded;
+        self.forward_padded_into(padded, 0, out);
+    }
+
+    /// Frames `first..first + out.frames` of the forward STFT of a signal
+    /// already padded by [`reflect_pad`] with `n_fft / 2`: a long signal's
+    /// spectrum block by block, identical to the whole.
+    pub fn forward_padded_into(&self, padded: &[f32], first: usize, out: &mut Spectrum) {
         let win_len = self.window.len();
+        debug_assert!(
+            (first + out.frames).saturating_sub(1) * self.hop + self.win_offset + win_len
+                <= padded.len()
+        );
         out.data
             .par_chunks_mut(out.bins)
             .enumerate()
@@ -310,7 +320,7 @@ impl Stft {
             .for_each_init(
                 || (self.buffers(), vec![0.0f32; win_len]),
                 |(buf, frame), (t, frame_out)| {
-                    let start = t * self.hop + self.win_offset;
+                    let start = (first + t) * self.hop + self.win_offset;
                     for ((d, s), w) in frame
                         .iter_mut()
                         .zip(&padded[start..start + win_len])

@@ -58,14 +58,14 @@ pub fn list_checkpoints(out: &Path) -> Result<Vec<(u64, PathBuf)>> {
 /// Writes a checkpoint of `trainer` and prunes to the newest `keep`.
 pub fn save_checkpoint(trainer: &Trainer, out: &Path, keep: usize) -> Result<PathBuf> {
     let root = out.join("checkpoints");
-    std::fs::create_dir_all(&root).map_err(io(&root))?;
+    crate::fsutil::create_dir(&root)?;
     let name = format!("{PREFIX}{:06}", trainer.step);
     let final_dir = root.join(&name);
     let tmp = root.join(format!(".{name}.tmp"));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
     }
-    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    crate::fsutil::create_dir(&tmp)?;
     let names = trainer.params.names();
     let named = |prefix: &str, ts: &[Tensor]| -> Vec<(String, Tensor)> {
         names

@@ -39,7 +39,7 @@ pub fn unet_config_json(config: &UnetConfig) -> Result<Vec<u8>> {
 
 fn copy_file(from: &Path, to: &Path) -> Result<()> {
     if let Some(parent) = to.parent() {
-        std::fs::create_dir_all(parent).map_err(io(parent))?;
+        crate::fsutil::create_dir(parent)?;
     }
     std::fs::copy(from, to).map_err(io(from)).map(|_| ())
 }
@@ -61,7 +61,7 @@ pub fn assemble_pipeline(
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(io(parent))?;
+    crate::fsutil::create_dir(parent)?;
     let name = out
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -255,6 +255,20 @@ impl TrainOptions {
                 return bad("ema-decay", "must be in [0, 1)");
             }
         }
+        if self.crop_px == 0 {
+            return bad(
+                "crop-px",
+                "must be at least 1 (a multiple of the VAE scale)",
+            );
+        }
+        for (field, v) in [
+            ("noise-offset", self.noise_offset),
+            ("input-perturbation", self.input_perturbation),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(Error::param(field, format!("{v} must be 0 or more")));
+            }
+        }
         if !matches!(self.mixed_precision.as_str(), "no" | "bf16") {
             return bad("mixed-precision", "`no` or `bf16`");
         }

@@ -133,7 +133,7 @@ pub fn run_training(
     progress: &dyn Progress,
     validate: &mut dyn FnMut(&mut Trainer) -> Result<serde_json::Value>,
 ) -> Result<()> {
-    std::fs::create_dir_all(out).map_err(io(out))?;
+    crate::fsutil::create_dir(out)?;
     let metrics = out.join("metrics.jsonl");
     let validation = out.join("validation.jsonl");
     truncate_jsonl(&metrics, trainer.step)?;

@@ -118,7 +118,7 @@ pub fn train_unet(
         },
         trainer.examples()
     ));
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    crate::fsutil::create_dir(out)?;
     write_bytes_atomic(&out.join("train_config.toml"), o.to_toml()?.as_bytes())?;
     if resume {
         match list_checkpoints(out)?.pop() {

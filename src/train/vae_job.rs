@@ -152,7 +152,7 @@ pub fn train_vae(a: &VaeJob, progress: &dyn Progress) -> Result<PathBuf> {
         ));
     }
     let mut trainer = VaeTrainer::new(config, params, settings, &device)?;
-    std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
+    crate::fsutil::create_dir(&a.out)?;
     let state = a.out.join("state.safetensors");
     let metrics_path = a.out.join("metrics.jsonl");
     if a.resume && state.is_file() {

@@ -84,8 +84,9 @@ fn require(file: &Path, what: &str) -> Result<()> {
     }
 }
 
-/// The weights file of a component folder: safetensors before `.bin`, the
-/// requested variant before the plain name, a variant as a last resort.
+/// The weights file of a component folder: safetensors before `.bin`. A
+/// requested variant must be there (no silent fall-back to other weights);
+/// without one, the plain name comes first and a variant is a last resort.
 pub fn find_weights(dir: &Path, stems: &[&str], variant: Option<&str>) -> Result<PathBuf> {
     let mut candidates = Vec::new();
     let mut push_all = |v: Option<&str>| {
@@ -99,17 +100,30 @@ pub fn find_weights(dir: &Path, stems: &[&str], variant: Option<&str>) -> Result
             }
         }
     };
-    if let Some(v) = variant {
-        push_all(Some(v));
-    }
-    push_all(None);
-    if variant.is_none() {
-        for v in ["fp16", "bf16"] {
-            push_all(Some(v));
+    match variant {
+        Some(v) => push_all(Some(v)),
+        None => {
+            push_all(None);
+            for v in ["fp16", "bf16"] {
+                push_all(Some(v));
+            }
         }
     }
     if let Some(found) = candidates.iter().find(|p| p.is_file()) {
         return Ok(found.clone());
+    }
+    if let Some(v) = variant {
+        let names: Vec<String> = candidates
+            .iter()
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        return Err(Error::checkpoint(
+            dir,
+            format!(
+                "no `{v}` variant weights (looked for {}); leave out --variant to load the plain weights",
+                names.join(", ")
+            ),
+        ));
     }
     let names: Vec<String> = candidates
         .iter()

@@ -9,7 +9,6 @@
 //! (Euler ancestral) comes from a [`NoiseSource`], so a run can be replayed
 //! with recorded noise.
 
-mod noise;
 mod samplers;
 
 use std::path::Path;
@@ -18,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-pub use noise::{NoiseSource, RecordedNoise, SeededNoise};
+pub use crate::nn::noise::{NoiseSource, RecordedNoise, SeededNoise};
 pub use samplers::{Ddim, DpmSolverPp2m, EulerAncestral, Pndm};
 
 /// `scheduler/scheduler_config.json`: the training noise schedule plus
