@@ -20,7 +20,7 @@ measure() {
   local what="$1"
   shift
   /usr/bin/time -f "$what: %e s wall, %M KiB peak RSS" "$@" 2>&1 >/dev/null \
-    | grep -E "^$what:|error" || true
+    | grep -F -e "$what:" -e "error" || true
 }
 
 # synth renders at most 600 s per clip: join clips for longer inputs

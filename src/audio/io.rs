@@ -31,7 +31,12 @@ pub enum WavFormat {
 /// Errors name the file: unreadable, not audio, truncated, empty, or holding
 /// NaN / infinite samples.
 pub fn read_audio(path: &Path) -> Result<Audio> {
-    let bytes = fsutil::read_bytes(path)?;
+    decode_audio(fsutil::read_bytes(path)?, path)
+}
+
+/// [`read_audio`] on a file's bytes already in memory (an upload, say);
+/// `path` names them in errors and its extension hints at the format.
+pub fn decode_audio(bytes: Vec<u8>, path: &Path) -> Result<Audio> {
     let decode_err = |reason: String| Error::AudioDecode {
         path: path.to_path_buf(),
         reason,

@@ -9,7 +9,7 @@ mod loudness;
 mod resample;
 pub mod stream;
 
-pub use io::{read_audio, read_audio_as, write_wav, WavFormat};
+pub use io::{decode_audio, read_audio, read_audio_as, write_wav, WavFormat};
 pub use loudness::{normalize_loudness, Loudness};
 pub use resample::resample;
 

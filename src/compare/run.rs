@@ -326,13 +326,24 @@ pub fn run_experiment(
 /// A backend's model and clips paths, when given, must exist (after the
 /// setup steps, which may have made them).
 fn check_paths(spec: &BackendSpec) -> Result<()> {
-    for (field, path) in [("model", &spec.model), ("clips", &spec.clips)] {
-        if let Some(p) = path.as_deref().filter(|p| !p.exists()) {
-            return Err(Error::InvalidParameter {
-                field,
-                reason: format!("{} does not exist", p.display()),
-            });
-        }
+    if let Some(p) = spec.model.as_deref().filter(|p| !p.exists()) {
+        let wanted = match spec.kind()? {
+            BackendKind::Musicgen => "config.json",
+            _ => "model_index.json",
+        };
+        return Err(Error::param(
+            "model",
+            format!(
+                "{} does not exist (a model folder holds {wanted})",
+                p.display()
+            ),
+        ));
+    }
+    if let Some(p) = spec.clips.as_deref().filter(|p| !p.exists()) {
+        return Err(Error::param(
+            "clips",
+            format!("{} does not exist", p.display()),
+        ));
     }
     Ok(())
 }

@@ -80,6 +80,12 @@ pub type NumberedRows = Vec<(usize, MetadataRow)>;
 /// cannot be parsed come back as [`BadRow`]s; an unreadable file is an error.
 pub fn read_metadata(path: &Path) -> Result<(NumberedRows, Vec<BadRow>)> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    parse_metadata(&text, path)
+}
+
+/// [`read_metadata`] on text already in memory; `path` gives the format
+/// (by its extension) and names the file in errors.
+pub fn parse_metadata(text: &str, path: &Path) -> Result<(NumberedRows, Vec<BadRow>)> {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())

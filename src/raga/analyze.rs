@@ -9,6 +9,7 @@ use super::classifier::{Classifier, ANALYSIS_RATE_HZ};
 use super::features::pcd;
 use super::pitch::{pyin, PitchTrack, PyinParams};
 use super::tonic::estimate_tonic;
+use super::verdict::{PitchedContent, Verdict};
 use crate::captions::{Raga, Vocabulary};
 use crate::error::{Error, Result};
 
@@ -60,6 +61,11 @@ pub struct Analysis {
     pub classifier: String,
     /// The classifier's top ragas with scores.
     pub top: Vec<(String, f64)>,
+    /// Whether those scores name a raga at all (see
+    /// [`super::verdict`]).
+    pub verdict: Verdict,
+    /// The pitched content the verdict rests on.
+    pub pitched: PitchedContent,
     /// The scale templates nearest the PCD, (raga, JS distance).
     pub nearest_templates: Vec<(String, f64)>,
     /// Adherence to the requested raga, if one was named.
@@ -128,7 +134,8 @@ pub fn analyze(
     let cents = track.cents(tonic_hz);
     let voiced = cents.iter().filter(|c| c.is_some()).count();
     let p = pcd(&cents);
-    let verdict = classifier.classify_audio(samples, Some(tonic_hz))?;
+    let verdict = classifier.classify_track(samples, &track, Some(tonic_hz))?;
+    let pitched = PitchedContent::of(&track);
     let mut nearest = template_ranking(&p, &vocab.ragas);
     nearest.truncate(opts.top);
     let adherence = opts.raga.map(|r| {
@@ -155,6 +162,8 @@ pub fn analyze(
         pitch: track,
         pcd: p,
         classifier: classifier.kind().to_string(),
+        verdict: verdict.verdict(),
+        pitched,
         top: verdict.ranked.into_iter().take(opts.top).collect(),
         nearest_templates: nearest,
         adherence,

@@ -7,9 +7,11 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::cnn::{CnnModel, CNN_KIND};
-use super::knn::{clip_features, KnnModel};
+use super::knn::{track_features, KnnModel};
+use super::pitch::{pyin, PitchTrack, PyinParams};
 use super::pitch_image::pitch_image;
-use super::tonic::resolve_tonic;
+use super::tonic::estimate_tonic;
+use super::verdict::{judge, PitchedContent, Verdict, MIN_VOICED_SHARE};
 use crate::audio::{resample, ChannelLayout};
 use crate::error::{Error, Result};
 use crate::fsutil::read_bytes;
@@ -50,18 +52,28 @@ pub enum Classifier {
 /// A verdict: the tonic used and every raga with its score, best first.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Classification {
-    /// Tonic the clip was analysed with, Hz.
+    /// Tonic the clip was analysed with, Hz (NaN when none was given and
+    /// the clip has no pitched content to find one in).
     pub tonic_hz: f64,
     /// Whether the tonic was given (false: estimated).
     pub tonic_given: bool,
     /// (raga, score), best first. CNN scores are probabilities; kNN scores
     /// are vote shares.
     pub ranked: Vec<(String, f64)>,
+    /// What the pitch track says (None for an image classified without
+    /// reconstructing its audio).
+    pub pitched: Option<PitchedContent>,
 }
 
 impl Classification {
+    /// Whether the ranking names a raga at all (see [`super::verdict`]).
+    pub fn verdict(&self) -> Verdict {
+        judge(self.pitched.as_ref(), &self.ranked)
+    }
+
     /// The verdict on `file` as JSON: the file, the classifier's kind, the
-    /// tonic and the `top` best ragas with their scores.
+    /// tonic, the `top` best ragas with their scores, and whether they mean
+    /// anything (`verdict`, with the pitched content it rests on).
     pub fn report(&self, file: &Path, classifier: &str, top: usize) -> serde_json::Value {
         let best: Vec<serde_json::Value> = self
             .ranked
@@ -75,6 +87,9 @@ impl Classification {
             "tonic_hz": self.tonic_hz,
             "tonic_given": self.tonic_given,
             "top": best,
+            "verdict": self.verdict(),
+            "verdict_text": self.verdict().describe(),
+            "pitched": self.pitched,
         })
     }
 }
@@ -165,28 +180,51 @@ impl Classifier {
 
     /// Classifies mono audio at [`ANALYSIS_RATE_HZ`].
     pub fn classify_audio(&self, samples: &[f32], tonic_hz: Option<f64>) -> Result<Classification> {
+        let track = pyin(samples, ANALYSIS_RATE_HZ, &PyinParams::default())?;
+        self.classify_track(samples, &track, tonic_hz)
+    }
+
+    /// Classifies mono audio at [`ANALYSIS_RATE_HZ`] whose pitch track
+    /// (pYIN, default settings) is already known.
+    pub fn classify_track(
+        &self,
+        samples: &[f32],
+        track: &PitchTrack,
+        tonic_hz: Option<f64>,
+    ) -> Result<Classification> {
         let rate = ANALYSIS_RATE_HZ;
-        match self {
-            Classifier::Knn(m) => {
-                let f = clip_features(samples, rate, tonic_hz, m.config.tonic_range_hz)?;
-                Ok(Classification {
-                    tonic_hz: f.tonic_hz,
-                    tonic_given: tonic_hz.is_some(),
-                    ranked: m.predict(&f),
-                })
-            }
+        let pitched = PitchedContent::of(track);
+        let tonic = match tonic_hz {
+            Some(t) => crate::limits::in_range("tonic_hz", t, &crate::limits::TONIC_HZ, " Hz")?,
+            None if pitched.voiced_share < MIN_VOICED_SHARE => return Ok(Self::nothing(pitched)),
+            None => estimate_tonic(samples, rate, track, self.tonic_range_hz())?.tonic_hz,
+        };
+        let ranked = match self {
+            Classifier::Knn(m) => m.predict(&track_features(track, tonic)),
             Classifier::Cnn(m) => {
-                let tonic = resolve_tonic(samples, rate, tonic_hz, m.config.tonic_range_hz)?;
                 let params = SpectrogramParams::default();
                 let audio = crate::audio::Audio::new(vec![samples.to_vec()], rate, "clip")?;
                 let (image, _) =
                     SpectrogramConverter::new(params.clone())?.image_from_audio(&audio)?;
-                Ok(Classification {
-                    tonic_hz: tonic,
-                    tonic_given: tonic_hz.is_some(),
-                    ranked: m.predict(&image, &params, tonic)?,
-                })
+                m.predict(&image, &params, tonic)?
             }
+        };
+        Ok(Classification {
+            tonic_hz: tonic,
+            tonic_given: tonic_hz.is_some(),
+            ranked,
+            pitched: Some(pitched),
+        })
+    }
+
+    /// The classification of a clip with no pitched content and no given
+    /// tonic: no tonic to find (NaN, null in JSON) and no ranking.
+    fn nothing(pitched: PitchedContent) -> Classification {
+        Classification {
+            tonic_hz: f64::NAN,
+            tonic_given: false,
+            ranked: Vec::new(),
+            pitched: Some(pitched),
         }
     }
 
@@ -211,23 +249,28 @@ impl Classifier {
                         ),
                     ));
                 }
-                // Audio is reconstructed only when the tonic must be estimated.
-                let samples = if tonic_hz.is_some() {
-                    Vec::new()
-                } else {
-                    audio()?
+                // Audio is reconstructed only when the tonic must be
+                // estimated; its pitch track then also gives the verdict.
+                let (tonic, pitched) = match tonic_hz {
+                    Some(t) => (t, None),
+                    None => {
+                        let samples = audio()?;
+                        let track = pyin(&samples, ANALYSIS_RATE_HZ, &PyinParams::default())?;
+                        let pitched = PitchedContent::of(&track);
+                        if pitched.voiced_share < MIN_VOICED_SHARE {
+                            return Ok(Self::nothing(pitched));
+                        }
+                        let range = m.config.tonic_range_hz;
+                        let t = estimate_tonic(&samples, ANALYSIS_RATE_HZ, &track, range)?;
+                        (t.tonic_hz, Some(pitched))
+                    }
                 };
-                let tonic = resolve_tonic(
-                    &samples,
-                    ANALYSIS_RATE_HZ,
-                    tonic_hz,
-                    m.config.tonic_range_hz,
-                )?;
                 let p = pitch_image(&loaded.image, &loaded.params, tonic, &m.config.axis)?;
                 Ok(Classification {
                     tonic_hz: tonic,
                     tonic_given: tonic_hz.is_some(),
                     ranked: m.predict_pitch_image(&p)?,
+                    pitched,
                 })
             }
         }

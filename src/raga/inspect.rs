@@ -130,6 +130,7 @@ pub fn summary_text(input: &Path, analysis: &Analysis) -> String {
     for (r, s) in &analysis.top {
         lines.push(format!("  {s:.3}  {r}"));
     }
+    lines.push(format!("  verdict: {}", analysis.verdict.describe()));
     if let Some(ad) = &analysis.adherence {
         lines.push(format!(
             "  adherence to {}: in-scale {:.1}% (chance {:.1}%), illegal {:.1}%, JS {:.3}, rank {} of {}",

@@ -17,6 +17,8 @@ pub mod pitch;
 pub mod pitch_image;
 pub mod rhythm;
 pub mod tonic;
+pub mod verdict;
 
 pub use pitch::{pyin, PitchTrack, PyinParams};
 pub use tonic::{estimate_tonic, TonicEstimate};
+pub use verdict::{PitchedContent, Verdict};
