@@ -74,6 +74,7 @@ pub mod memory;
 pub mod musicgen;
 pub mod nn;
 pub mod overlay;
+pub mod panic_guard;
 pub mod plot;
 pub mod progress;
 pub mod raga;

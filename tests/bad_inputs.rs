@@ -13,6 +13,8 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::assert_ok;
+
 /// Address-space cap of every run here (virtual memory, which bounds the
 /// resident set): far above what a refused input needs, far below the
 /// gigabytes an unchecked size would ask for.
@@ -76,13 +78,8 @@ fn generate(out: &Path, extra: &[&str]) -> std::process::Output {
     run_cli(&args)
 }
 
-fn assert_ok(out: &Output) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "failed: {err}");
-}
-
-/// A 16-sample mono WAV whose header claims `rate_hz`.
-fn wav_at(path: &Path, rate_hz: u32) {
+/// Writes `n` samples of `f(i)` as a 16-bit mono WAV at `rate_hz`.
+fn write_pcm16(path: &Path, rate_hz: u32, n: usize, f: &mut dyn FnMut(usize) -> f32) {
     let spec = hound::WavSpec {
         channels: 1,
         sample_rate: rate_hz,
@@ -90,10 +87,16 @@ fn wav_at(path: &Path, rate_hz: u32) {
         sample_format: hound::SampleFormat::Int,
     };
     let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for i in 0..16 {
-        w.write_sample(i as i16).unwrap();
+    for i in 0..n {
+        w.write_sample((f(i).clamp(-1.0, 1.0) * 32767.0) as i16)
+            .unwrap();
     }
     w.finalize().unwrap();
+}
+
+/// A 16-sample mono WAV whose header claims `rate_hz`.
+fn wav_at(path: &Path, rate_hz: u32) {
+    write_pcm16(path, rate_hz, 16, &mut |i| i as f32 / 32767.0);
 }
 
 /// Files directly in `dir` (none when it does not exist).
@@ -237,6 +240,22 @@ fn absurd_counts_and_lengths_are_refused_before_allocation() {
     let o = out.display().to_string();
     let clip = data("clips/vignesh_5120ms.wav").display().to_string();
     let sd = sd();
+    let (c, od, m) = (clip.as_str(), o.as_str(), sd.as_str());
+    let prepare = move |flag, value| {
+        vec![
+            "prepare",
+            "--audio-dir",
+            c,
+            "--metadata",
+            c,
+            "--out",
+            od,
+            flag,
+            value,
+        ]
+    };
+    let train =
+        move |flag, value| vec!["train", "--out", od, "--data", c, "--model", m, flag, value];
     let cases: Vec<(Vec<&str>, &[&str])> = vec![
         (
             vec!["sample-clips", &clip, &o, "--num-clips", "1000000"],
@@ -250,90 +269,15 @@ fn absurd_counts_and_lengths_are_refused_before_allocation() {
             vec!["synth", &o, "--count", "1000000000"],
             &["count", "100000"],
         ),
+        (prepare("--clip-s", "1e9"), &["clip_s"]),
+        (prepare("--hop-s", "0"), &["hop_s"]),
+        (prepare("--silence-dbfs", "50"), &["silence_dbfs"]),
         (
-            vec![
-                "prepare",
-                "--audio-dir",
-                &clip,
-                "--metadata",
-                &clip,
-                "--out",
-                &o,
-                "--clip-s",
-                "1e9",
-            ],
-            &["clip_s"],
-        ),
-        (
-            vec![
-                "prepare",
-                "--audio-dir",
-                &clip,
-                "--metadata",
-                &clip,
-                "--out",
-                &o,
-                "--hop-s",
-                "0",
-            ],
-            &["hop_s"],
-        ),
-        (
-            vec![
-                "prepare",
-                "--audio-dir",
-                &clip,
-                "--metadata",
-                &clip,
-                "--out",
-                &o,
-                "--silence-dbfs",
-                "50",
-            ],
-            &["silence_dbfs"],
-        ),
-        (
-            vec![
-                "prepare",
-                "--audio-dir",
-                &clip,
-                "--metadata",
-                &clip,
-                "--out",
-                &o,
-                "--silence-dbfs",
-                "nan",
-            ],
+            prepare("--silence-dbfs", "nan"),
             &["--silence-dbfs", "not a finite number"],
         ),
-        (
-            vec![
-                "train",
-                "--out",
-                &o,
-                "--data",
-                &clip,
-                "--model",
-                &sd,
-                "--crop-px",
-                "0",
-            ],
-            &["crop-px"],
-        ),
-        (
-            vec![
-                "train",
-                "--out",
-                &o,
-                "--data",
-                &clip,
-                "--model",
-                &sd,
-                "--noise-offset",
-                "nan",
-            ],
-            &["noise-offset"],
-        ),
+        (train("--crop-px", "0"), &["crop-px"]),
+        (train("--noise-offset", "nan"), &["--noise-offset"]),
         (
             vec![
                 "generate", "raga", "--model", &sd, "--out", &o, "--steps", "1000000",
@@ -490,4 +434,52 @@ fn compare_names_the_backend_and_refuses_to_run_itself() {
         &o,
         &["exp.toml", "backend[0] (`ref`)", "clips", "missing-clips"],
     );
+}
+
+#[test]
+fn noise_and_a_held_note_are_not_called_ragas() {
+    let tmp = tempfile::tempdir().unwrap();
+    let write = |name: &str, f: &mut dyn FnMut(usize) -> f32| {
+        let path = tmp.path().join(name);
+        write_pcm16(&path, 44_100, 44_100 * 3, f);
+        path.display().to_string()
+    };
+    // a xorshift stream: white noise without a dependency
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let noise = write("noise.wav", &mut |_| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 40) as f32 / (1u64 << 24) as f32 * 0.6 - 0.3
+    });
+    let sine = write("sine.wav", &mut |i| {
+        0.3 * (i as f32 * 220.0 * std::f32::consts::TAU / 44_100.0).sin()
+    });
+    for (file, verdict) in [(noise, "no-pitched-content"), (sine, "no-melody")] {
+        let out = run_cli(&["classify", &file]);
+        assert_ok(&out);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["verdict"], verdict, "{file}: {v}");
+    }
+}
+
+/// Inputs the fuzz targets found (fuzz/, docs/reliability.md), each now a
+/// clear error: tests/data/fuzz/.
+#[test]
+fn fuzz_findings_are_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    // a WAV header with a zero sample rate behind junk, in a .flac: the
+    // WAV reader of symphonia panicked while probing it
+    let found = data("fuzz/zero-rate-riff-in.flac").display().to_string();
+    let png = tmp.path().join("x.png").display().to_string();
+    for args in [
+        vec!["audio-to-image", &found, &png],
+        vec!["classify", &found],
+    ] {
+        fails_with(
+            &run_cli(&args),
+            &["zero-rate-riff-in.flac", "cannot decode audio"],
+        );
+    }
+    assert!(files_in(tmp.path()).is_empty());
 }

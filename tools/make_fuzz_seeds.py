@@ -28,10 +28,12 @@ SEEDS = os.path.join(ROOT, "fuzz", "seeds")
 
 
 def put(target, name, selector, data):
+    """Writes a seed; `selector` is the kind-picking first byte of targets
+    that have one (None for png_exif, which reads the bytes whole)."""
     folder = os.path.join(SEEDS, target)
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, name), "wb") as f:
-        f.write(bytes([selector]) + data)
+        f.write((bytes([selector]) if selector is not None else b"") + data)
 
 
 def small_wav(rate=8000, n=400):
@@ -69,7 +71,7 @@ def main():
         subprocess.run([binary(), "audio-to-image", wav, png], check=True,
                        stderr=subprocess.DEVNULL)
         with open(png, "rb") as f:
-            put("png_exif", "riffusion.png", 0, f.read())
+            put("png_exif", "riffusion.png", None, f.read())
 
     tensors = {"a.weight": torch.arange(6, dtype=torch.float32).reshape(2, 3),
                "a.bias": torch.zeros(2, dtype=torch.float16)}

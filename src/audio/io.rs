@@ -14,6 +14,7 @@ use symphonia::core::probe::Hint;
 use super::{resample, Audio, ChannelLayout};
 use crate::error::{Error, Result};
 use crate::fsutil;
+use crate::panic_guard::guarded;
 
 /// Sample format of written WAV files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -23,6 +24,17 @@ pub enum WavFormat {
     Pcm16,
     /// 32-bit IEEE float.
     Float32,
+}
+
+impl WavFormat {
+    /// 32-bit float when `float`, else 16-bit PCM (a `--float` switch).
+    pub fn float_if(float: bool) -> Self {
+        if float {
+            WavFormat::Float32
+        } else {
+            WavFormat::Pcm16
+        }
+    }
 }
 
 /// Reads an audio file (WAV, MP3, FLAC, OGG Vorbis) into planar `f32`
@@ -37,6 +49,18 @@ pub fn read_audio(path: &Path) -> Result<Audio> {
 /// [`read_audio`] on a file's bytes already in memory (an upload, say);
 /// `path` names them in errors and its extension hints at the format.
 pub fn decode_audio(bytes: Vec<u8>, path: &Path) -> Result<Audio> {
+    guarded(|| decode_unguarded(bytes, path), decoder_failed(path))
+}
+
+/// The error for a decoder that panicked on `path`'s bytes.
+pub(crate) fn decoder_failed(path: &Path) -> impl FnOnce(String) -> Error + '_ {
+    move |message| Error::AudioDecode {
+        path: path.to_path_buf(),
+        reason: format!("corrupt file: the decoder failed ({message})"),
+    }
+}
+
+fn decode_unguarded(bytes: Vec<u8>, path: &Path) -> Result<Audio> {
     let decode_err = |reason: String| Error::AudioDecode {
         path: path.to_path_buf(),
         reason,
@@ -153,6 +177,10 @@ pub(crate) struct SymphoniaReader {
 impl SymphoniaReader {
     /// Probes `source` (named `path` in errors; its extension is a hint).
     pub(crate) fn open(source: Box<dyn MediaSource>, path: &Path) -> Result<Self> {
+        guarded(|| Self::open_unguarded(source, path), decoder_failed(path))
+    }
+
+    fn open_unguarded(source: Box<dyn MediaSource>, path: &Path) -> Result<Self> {
         let decode_err = |reason: String| Error::AudioDecode {
             path: path.to_path_buf(),
             reason,
@@ -198,6 +226,11 @@ impl SymphoniaReader {
     /// count and rate, or `None` at the end. Corrupt packets are skipped,
     /// as players do.
     pub(crate) fn next_interleaved(&mut self) -> Result<Option<(Vec<f32>, usize, u32)>> {
+        let path = self.path.clone();
+        guarded(|| self.next_unguarded(), decoder_failed(&path))
+    }
+
+    fn next_unguarded(&mut self) -> Result<Option<(Vec<f32>, usize, u32)>> {
         let decode_err = |reason: String| Error::AudioDecode {
             path: self.path.clone(),
             reason,
@@ -406,6 +439,22 @@ mod tests {
         let frames = MAX_WAV_DATA_BYTES / 4;
         check_wav_size(p, frames, 1, 32, 44_100).unwrap();
         assert!(check_wav_size(p, frames + 1, 1, 32, 44_100).is_err());
+    }
+
+    #[test]
+    fn a_decoder_panic_is_an_error_naming_the_file() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/fuzz/zero-rate-riff-in.flac"
+        );
+        let bytes = std::fs::read(path).unwrap();
+        let e = decode_audio(bytes, Path::new("found.flac"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("found.flac") && e.contains("decoder failed"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 
 use rubato::{FftFixedIn, Resampler};
 
-use super::io::SymphoniaReader;
+use super::io::{decoder_failed, SymphoniaReader};
 use crate::error::{Error, Result};
+use crate::panic_guard::guarded;
 
 /// Frames per block handed to the caller (before resampling).
 const BLOCK_FRAMES: usize = 1 << 16;
@@ -35,6 +36,10 @@ impl AudioStream {
     /// Opens `path` (WAV through hound; other formats and WAV codecs hound
     /// does not read, through symphonia).
     pub fn open(path: &Path) -> Result<AudioStream> {
+        guarded(|| Self::open_unguarded(path), decoder_failed(path))
+    }
+
+    fn open_unguarded(path: &Path) -> Result<AudioStream> {
         let bad = |reason: String| Error::AudioDecode {
             path: path.to_path_buf(),
             reason,
@@ -73,6 +78,11 @@ impl AudioStream {
 
     /// The next block of samples mixed to mono, or `None` at the end.
     pub fn next_mono(&mut self) -> Result<Option<Vec<f32>>> {
+        let path = self.path.clone();
+        guarded(|| self.next_unguarded(), decoder_failed(&path))
+    }
+
+    fn next_unguarded(&mut self) -> Result<Option<Vec<f32>>> {
         let path = &self.path;
         let bad = |reason: String| Error::AudioDecode {
             path: path.clone(),

@@ -4,6 +4,12 @@
 //! Sankarabharanam / Shankarabharanam / Śaṅkarābharaṇaṁ, Ritigaula /
 //! Reetigowla. The key drops diacritics, case, spaces and punctuation,
 //! an `h` after a consonant, doubled vowels and common vowel spellings.
+//! Names in Indian scripts are read as Latin first ([`super::indic`]), so
+//! कल्याणी, కల్యాణి, ಕಲ್ಯಾಣಿ and கல்யாணி share Kalyani's key.
+//!
+//! Tamil script writes k and g (and often h), t and d, p and b, ch, j and
+//! s with one letter each; [`loose_key`] merges those sounds, for a second
+//! lookup when the exact key finds nothing.
 
 use unicode_normalization::char::is_combining_mark;
 use unicode_normalization::UnicodeNormalization;
@@ -14,7 +20,7 @@ fn is_vowel(c: char) -> bool {
 
 /// The lookup key of a name.
 pub fn fold(name: &str) -> String {
-    let plain: String = name
+    let plain: String = super::indic::to_latin(name)
         .nfd()
         .filter(|c| !is_combining_mark(*c))
         .flat_map(char::to_lowercase)
@@ -41,6 +47,27 @@ pub fn fold(name: &str) -> String {
         }
         out.push(c);
         prev = Some(c);
+    }
+    out
+}
+
+/// A looser key: [`fold`]'s, with the sounds Tamil script writes alike
+/// merged (g and h into k, d into t, b into p, c and j into s) and doubled
+/// consonants single.
+pub fn loose_key(name: &str) -> String {
+    let mut out = String::new();
+    for c in fold(name).chars() {
+        let c = match c {
+            'g' | 'h' => 'k',
+            'd' => 't',
+            'b' => 'p',
+            'c' | 'j' => 's',
+            c => c,
+        };
+        if out.ends_with(c) && !is_vowel(c) {
+            continue;
+        }
+        out.push(c);
     }
     out
 }
@@ -120,6 +147,30 @@ mod tests {
             }
         }
         assert_ne!(fold("Kalyani"), fold("Kapi"));
+    }
+
+    #[test]
+    fn indian_scripts_fold_to_the_latin_keys() {
+        for (latin, scripts) in [
+            ("Kalyani", &["कल्याणी", "కల్యాణి", "ಕಲ್ಯಾಣಿ", "கல்யாணி"][..]),
+            ("Shankarabharanam", &["शङ्कराभरणम्", "శంకరాభరణం", "ಶಂಕರಾಭರಣಂ"]),
+            ("Hamsadhwani", &["हंसध्वनि", "హంసధ్వని", "ಹಂಸಧ್ವನಿ"]),
+            ("Kambhoji", &["काम्भोजी", "కాంభోజి", "ಕಾಂಭೋಜಿ"]),
+        ] {
+            for s in scripts {
+                assert_eq!(fold(s), fold(latin), "{s}");
+            }
+        }
+        // Tamil needs the loose key: one letter for t and d, k and h ...
+        for (latin, tamil) in [
+            ("Todi", "தோடி"),
+            ("Mohanam", "மோகனம்"),
+            ("Sankarabharanam", "சங்கராபரணம்"),
+            ("Bhairavi", "பைரவி"),
+            ("Kambhoji", "காம்போஜி"),
+        ] {
+            assert_eq!(loose_key(tamil), loose_key(latin), "{tamil}");
+        }
     }
 
     #[test]

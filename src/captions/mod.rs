@@ -7,6 +7,7 @@
 
 pub mod caption;
 pub mod fold;
+pub mod indic;
 pub mod sampler;
 pub mod shruti;
 pub mod swara;

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::fold::{fold, nearest};
+use super::fold::{fold, loose_key, nearest};
 use super::swara::{melakarta_scale, parse_phrase, Note, Swara};
 use super::templates::Template;
 use crate::error::{Error, Result};
@@ -229,9 +229,13 @@ pub const BUILTIN: Sources<'static> = Sources {
     templates: include_str!("../../captions/templates.toml"),
 };
 
-/// Names of one kind with their folded keys.
+/// Lookup keys of one kind of name: exact [`fold`] keys, and
+/// [`loose_key`]s where they name one item only (None: more than one).
 #[derive(Debug, Clone, Default)]
-struct Index(HashMap<String, usize>);
+struct Index {
+    exact: HashMap<String, usize>,
+    loose: HashMap<String, Option<usize>>,
+}
 
 impl Index {
     fn build<'a>(
@@ -240,6 +244,7 @@ impl Index {
         names: impl Iterator<Item = (usize, Vec<&'a String>)>,
     ) -> Result<Self> {
         let mut map: HashMap<String, usize> = HashMap::new();
+        let mut loose: HashMap<String, Option<usize>> = HashMap::new();
         let mut first_name: HashMap<String, &str> = HashMap::new();
         for (i, all) in names {
             for n in all {
@@ -265,9 +270,26 @@ impl Index {
                         first_name.entry(key).or_insert(n.as_str());
                     }
                 }
+                loose
+                    .entry(loose_key(n))
+                    .and_modify(|v: &mut Option<usize>| {
+                        if *v != Some(i) {
+                            *v = None;
+                        }
+                    })
+                    .or_insert(Some(i));
             }
         }
-        Ok(Index(map))
+        Ok(Index { exact: map, loose })
+    }
+
+    /// The item `name` names: by its exact key, else by a loose key that
+    /// only one item has.
+    fn get(&self, name: &str) -> Option<usize> {
+        self.exact
+            .get(&fold(name))
+            .copied()
+            .or_else(|| self.loose.get(&loose_key(name)).copied().flatten())
     }
 }
 
@@ -587,7 +609,7 @@ impl Vocabulary {
         name: &str,
         names_of: impl Fn(&'a T) -> (&'a str, &'a [String]),
     ) -> Result<&'a T> {
-        if let Some(&i) = index.0.get(&fold(name)) {
+        if let Some(i) = index.get(name) {
             return Ok(&items[i]);
         }
         let suggestions = nearest(
@@ -665,6 +687,26 @@ impl Vocabulary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raga_names_in_indian_scripts_are_found() {
+        let v = Vocabulary::builtin();
+        for (name, spellings) in [
+            ("Kalyani", &["कल्याणी", "కల్యాణి", "ಕಲ್ಯಾಣಿ", "கல்யாணி"][..]),
+            ("Todi", &["तोडी", "తోడి", "ತೋಡಿ", "தோடி"]),
+            ("Mohanam", &["मोहनम्", "మోహనం", "ಮೋಹನ", "மோகனம்"]),
+            ("Hindolam", &["हिन्दोलम्", "హిందోళం", "ಹಿಂದೋಳ", "இந்தோளம்"]),
+            ("Bhairavi", &["भैरवी", "భైరవి", "ಭೈರವಿ", "பைரவி"]),
+            ("Kambhoji", &["काम्भोजी", "కాంభోజి", "ಕಾಂಭೋಜಿ", "காம்போஜி"]),
+            ("Hamsadhwani", &["हंसध्वनि", "హంసధ్వని", "ಹಂಸಧ್ವನಿ", "ஹம்ஸத்வனி"]),
+        ] {
+            let want = v.raga(name).unwrap();
+            for s in spellings {
+                let got = v.raga(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+                assert_eq!(got.name, want.name, "{s}");
+            }
+        }
+    }
 
     #[test]
     fn builtin_loads_with_the_promised_sizes() {

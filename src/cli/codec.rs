@@ -151,14 +151,6 @@ pub struct SampleClipsArgs {
     float: bool,
 }
 
-fn wav_format(float: bool) -> WavFormat {
-    if float {
-        WavFormat::Float32
-    } else {
-        WavFormat::Pcm16
-    }
-}
-
 fn report_batch(report: &BatchReport) -> ExitCode {
     eprintln!("{report}");
     if report.failed.is_empty() {
@@ -201,7 +193,7 @@ pub fn audio_to_image(a: AudioToImageArgs) -> anyhow::Result<ExitCode> {
 
 /// Runs `image-to-audio`.
 pub fn image_to_audio(a: ImageToAudioArgs) -> anyhow::Result<ExitCode> {
-    let format = wav_format(a.float);
+    let format = WavFormat::float_if(a.float);
     let settings = InversionSettings {
         quality: a.quality,
         seed: a.seed,
@@ -265,7 +257,7 @@ pub fn sample_clips(a: SampleClipsArgs) -> anyhow::Result<ExitCode> {
         a.duration_ms,
         placement,
         a.mono,
-        wav_format(a.float),
+        WavFormat::float_if(a.float),
     )
     .with_context(|| format!("cutting clips from {}", a.input.display()))?;
     for p in &written {

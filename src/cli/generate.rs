@@ -5,14 +5,15 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Args;
+use ragafusion::engine::request::parse_point;
 use ragafusion::engine::{defaults, Backend, GenerateRequest, Task};
 
 use super::choice::choice;
 use super::musicgen::MusicgenArgs;
 use super::sd_args::{
-    request, run_request, GuidanceArgs, ModelArgs, OutputArgs, SamplingArgs, TonicArgs,
+    flag_error, request, run_request, GuidanceArgs, ModelArgs, OutputArgs, SamplingArgs, TonicArgs,
 };
 
 /// Arguments of `generate`.
@@ -152,20 +153,10 @@ pub fn audio_to_audio(a: AudioToAudioArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("audio-to-audio of {}", a.input.display()))
 }
 
-fn parse_point(s: &str, flag: &str) -> anyhow::Result<(String, u64)> {
-    let Some((prompt, seed)) = s.rsplit_once(':') else {
-        bail!("--{flag} {s:?}: expected PROMPT:SEED");
-    };
-    let seed: u64 = seed.trim().parse().with_context(|| {
-        format!("--{flag} {s:?}: the seed after the last ':' must be a whole number")
-    })?;
-    Ok((prompt.to_string(), seed))
-}
-
 /// Runs `interpolate`.
 pub fn interpolate(a: InterpolateArgs) -> anyhow::Result<ExitCode> {
-    let (p0, s0) = parse_point(&a.from, "from")?;
-    let (p1, s1) = parse_point(&a.to, "to")?;
+    let (p0, s0) = parse_point(&a.from, "from").map_err(flag_error)?;
+    let (p1, s1) = parse_point(&a.to, "to").map_err(flag_error)?;
     let r = GenerateRequest {
         task: Task::Interpolate {
             to_prompt: p1,
@@ -183,19 +174,4 @@ pub fn interpolate(a: InterpolateArgs) -> anyhow::Result<ExitCode> {
         ..GenerateRequest::new(p0, s0)
     };
     run_request(&a.model, Backend::Diffusion, &r, &a.output.out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn points() {
-        assert_eq!(
-            parse_point("raga: kalyani:7", "from").unwrap(),
-            ("raga: kalyani".into(), 7)
-        );
-        assert!(parse_point("kalyani", "from").is_err());
-        assert!(parse_point("kalyani:x", "from").is_err());
-    }
 }

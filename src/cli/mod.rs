@@ -97,41 +97,26 @@ enum Command {
     Compare(compare::CompareArgs),
 }
 
-/// Refuses NaN and infinite values of every number flag of the chosen
-/// verb: no setting means "not a number", and a NaN would otherwise pass
-/// comparisons silently (or vanish as JSON null on its way to the job).
-fn refuse_non_finite(
-    command: &mut clap::Command,
-    matches: &clap::ArgMatches,
-) -> clap::error::Result<()> {
-    let Some((name, sub)) = matches.subcommand() else {
+/// Refuses NaN and infinite values of the chosen verb's number flags: no
+/// setting means "not a number" (and a NaN would vanish as JSON null on
+/// its way to the job).
+fn refuse_non_finite(cmd: &mut clap::Command, m: &clap::ArgMatches) -> clap::error::Result<()> {
+    let Some((name, sub)) = m.subcommand() else {
         return Ok(());
     };
-    let Some(verb) = command.find_subcommand_mut(name) else {
-        return Ok(());
-    };
-    let f64_id = std::any::TypeId::of::<f64>();
-    let mut bad = None;
-    for arg in verb.get_arguments() {
-        if arg.get_value_parser().type_id() != f64_id {
-            continue;
-        }
-        let values = sub
-            .get_many::<f64>(arg.get_id().as_str())
-            .into_iter()
-            .flatten();
-        if let Some(v) = values.copied().find(|v| !v.is_finite()) {
-            let flag = arg
-                .get_long()
-                .map_or(arg.get_id().to_string(), |l| format!("--{l}"));
-            bad = Some(format!("{flag}: {v} is not a finite number"));
-            break;
-        }
-    }
-    match bad {
-        Some(msg) => Err(verb.error(clap::error::ErrorKind::InvalidValue, msg)),
-        None => Ok(()),
-    }
+    let verb = cmd.find_subcommand_mut(name).expect("a parsed verb exists");
+    let bad = verb.get_arguments().find_map(|arg| {
+        let id = arg.get_id().as_str();
+        (arg.get_value_parser().type_id() == std::any::TypeId::of::<f64>()).then_some(())?;
+        let v = sub.get_many::<f64>(id)?.copied().find(|v| !v.is_finite())?;
+        Some(format!(
+            "--{}: {v} is not a finite number",
+            arg.get_long().unwrap_or(id)
+        ))
+    });
+    bad.map_or(Ok(()), |msg| {
+        Err(verb.error(clap::error::ErrorKind::InvalidValue, msg))
+    })
 }
 
 /// Parses the command line and runs the chosen verb.
@@ -140,9 +125,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
     // range checks can name the flag, not unknown flags.
     let mut command = Cli::command().mut_subcommands(|c| c.allow_negative_numbers(true));
     let matches = command.get_matches_mut();
-    if let Err(e) = refuse_non_finite(&mut command, &matches) {
-        e.exit();
-    }
+    refuse_non_finite(&mut command, &matches).unwrap_or_else(|e| e.exit());
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match cli.command {
         Command::AudioToImage(a) => codec::audio_to_image(a),

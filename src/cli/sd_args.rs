@@ -134,7 +134,7 @@ pub(super) fn request(
 }
 
 /// A refused parameter named as its flag (`--top-k: ...`).
-fn flag_error(e: ragafusion::Error) -> anyhow::Error {
+pub(super) fn flag_error(e: ragafusion::Error) -> anyhow::Error {
     match e {
         ragafusion::Error::InvalidParameter { field, reason } => {
             anyhow::anyhow!("--{}: {reason}", field.replace('_', "-"))

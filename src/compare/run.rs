@@ -367,14 +367,7 @@ fn run_backend(
     refs: Vec<LabelledClip>,
     clips: &mut Vec<ClipRecord>,
 ) -> Result<BackendRun> {
-    let BackendContext {
-        exp,
-        out,
-        judges,
-        vocab,
-        progress,
-        ..
-    } = *c;
+    let (out, progress) = (c.out, c.progress);
     let kind = spec.kind()?;
     let run_file = out.join("clips").join(&spec.name).join("backend.json");
     let previous: Option<BackendRun> = std::fs::read_to_string(&run_file)
@@ -399,7 +392,7 @@ fn run_backend(
     }
     if kind == BackendKind::Reference {
         for clip in refs {
-            let record = reference_clip(out, spec, &clip, judges, vocab)?;
+            let record = reference_clip(out, spec, &clip, c.judges, c.vocab)?;
             clips.push(record);
             if !progress.advance(1) {
                 return Err(Error::Cancelled);
@@ -407,8 +400,8 @@ fn run_backend(
         }
     } else {
         let mut generator: Option<(Engine, serde_json::Value)> = None;
-        for prompt in &exp.prompts {
-            for &seed in &exp.experiment.seeds {
+        for prompt in &c.exp.prompts {
+            for &seed in &c.exp.experiment.seeds {
                 let record = generated_clip(c, spec, prompt, seed, &mut generator, &mut run)?;
                 clips.push(record);
                 if !progress.advance(1) {

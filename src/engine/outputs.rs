@@ -73,10 +73,12 @@ pub fn spectrogram_output(
 }
 
 /// A file-name-safe slug of a prompt (at most 40 characters;
-/// `unconditional` for an empty one).
+/// `unconditional` for an empty one). Indian scripts are read as Latin
+/// letters first, so a Tamil or Devanagari prompt gets a name too.
 pub fn slug(text: &str) -> String {
     let mut s = String::new();
-    for c in text.chars().flat_map(char::to_lowercase) {
+    let latin = crate::captions::indic::to_latin(text);
+    for c in latin.chars().flat_map(char::to_lowercase) {
         if c.is_ascii_alphanumeric() {
             s.push(c);
         } else if !s.ends_with('-') && !s.is_empty() {
@@ -134,5 +136,7 @@ mod tests {
     fn slugs() {
         assert_eq!(slug("Kalyani raga, Adi tala!"), "kalyani-raga-adi-tala");
         assert_eq!(slug(""), "unconditional");
+        assert_eq!(slug("கல்யாணி ராகம்"), "kalyaani-raakam");
+        assert_eq!(slug("राग तोडी"), "raaga-todii");
     }
 }

@@ -284,8 +284,36 @@ impl GenerateRequest {
     }
 }
 
+/// An interpolation end point written `PROMPT:SEED` (the seed after the
+/// last `:`, so a prompt may hold colons); `field` names it in errors.
+pub fn parse_point(text: &str, field: &'static str) -> Result<(String, u64)> {
+    let Some((prompt, seed)) = text.rsplit_once(':') else {
+        return Err(Error::param(
+            field,
+            format!("{text:?}: expected PROMPT:SEED"),
+        ));
+    };
+    let seed = seed.trim().parse().map_err(|_| {
+        Error::param(
+            field,
+            format!("{text:?}: the seed after the last ':' must be a whole number"),
+        )
+    })?;
+    Ok((prompt.to_string(), seed))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn points() {
+        assert_eq!(
+            parse_point("raga: kalyani:7", "from").unwrap(),
+            ("raga: kalyani".into(), 7)
+        );
+        assert!(parse_point("kalyani", "from").is_err());
+        assert!(parse_point("kalyani:x", "from").is_err());
+    }
+
     use super::*;
 
     #[test]

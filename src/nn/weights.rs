@@ -254,15 +254,25 @@ fn read_pickle(file: &Path, device: &Device) -> Result<HashMap<String, Tensor>> 
             std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
         ));
     }
-    // Lightning checkpoints keep the weights under "state_dict".
-    let mut all = candle_core::pickle::read_all_with_key(file, None);
-    if matches!(&all, Ok(v) if v.is_empty()) {
-        all = candle_core::pickle::read_all_with_key(file, Some("state_dict"));
-    }
-    let all = all.map_err(|e| {
+    // Lightning checkpoints keep the weights under "state_dict". The
+    // pickle reader can panic on a damaged file (an overflowing shift):
+    // that is an error naming the file too.
+    let read = || {
+        let mut all = candle_core::pickle::read_all_with_key(file, None);
+        if matches!(&all, Ok(v) if v.is_empty()) {
+            all = candle_core::pickle::read_all_with_key(file, Some("state_dict"));
+        }
+        all.map_err(|e| {
+            Error::checkpoint(
+                file,
+                format!("not a readable PyTorch checkpoint (truncated or damaged?): {e}"),
+            )
+        })
+    };
+    let all = crate::panic_guard::guarded(read, |m| {
         Error::checkpoint(
             file,
-            format!("not a readable PyTorch checkpoint (truncated or damaged?): {e}"),
+            format!("not a readable PyTorch checkpoint: the reader failed ({m})"),
         )
     })?;
     let mut out = HashMap::new();
@@ -300,6 +310,23 @@ pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_damaged_pytorch_file_is_an_error_naming_it() {
+        // found by the `checkpoints` fuzz target: the pickle reader's
+        // shift overflowed (a panic in builds with overflow checks)
+        let file = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/fuzz/shift-overflow.bin"
+        ));
+        let e = WeightStore::open(file, &Device::Cpu)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("shift-overflow.bin") && e.contains("PyTorch"),
+            "{e}"
+        );
+    }
+
     use super::*;
 
     fn store() -> WeightStore {

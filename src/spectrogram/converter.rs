@@ -272,9 +272,13 @@ impl SpectrogramConverter {
                     format!("channel {c} value {i} is {}", m[i]),
                 ));
             }
-            let mut o = *opts;
-            o.griffin_lim.seed = o.griffin_lim.seed.wrapping_add(c as u64);
-            let mut signal = reconstruct_channel(self, m, frames, &o, SEGMENT_FRAMES, progress)?;
+            let mut gl = opts.griffin_lim;
+            gl.seed = gl.seed.wrapping_add(c as u64);
+            let to_linear =
+                |part: &[f32], n: usize| self.linear_from_mel(part, n, opts.mel_inverse);
+            let mel = (m.as_slice(), frames);
+            let mut signal =
+                reconstruct_channel(&self.stft, &to_linear, mel, &gl, SEGMENT_FRAMES, progress)?;
             for s in signal.iter_mut() {
                 *s /= INT16_SCALE;
             }

@@ -10,10 +10,14 @@
 
 use rustfft::num_complex::Complex32;
 
-use super::converter::{InversionOptions, SpectrogramConverter};
-use super::griffin_lim::griffin_lim_continued;
+use super::griffin_lim::{griffin_lim_continued, GriffinLimOptions};
+use super::stft::Stft;
 use crate::error::Result;
 use crate::progress::Progress;
+
+/// Mel amplitudes of `frames` frames (mel-major) to linear magnitudes
+/// (frame-major, the same bins for every call).
+pub type ToLinear<'a> = dyn Fn(&[f32], usize) -> Vec<f32> + Sync + 'a;
 
 /// Frames per phase-reconstruction (and forward STFT) segment: 20 s at
 /// riffusion's 10 ms hop, longer than any generated clip.
@@ -48,17 +52,18 @@ fn columns(mel: &[f32], frames: usize, start: usize, end: usize) -> Vec<f32> {
 }
 
 /// Reconstructs one channel's signal (in the STFT's units) from its mel
-/// amplitudes `[m * frames + t]`, `segment` frames at a time.
+/// amplitudes `[m * frames + t]`, `segment` frames at a time: `to_linear`
+/// maps each segment's mel columns to linear magnitudes, then Griffin-Lim
+/// with `gl` recovers the phase.
 pub fn reconstruct_channel(
-    conv: &SpectrogramConverter,
-    mel: &[f32],
-    frames: usize,
-    opts: &InversionOptions,
+    stft: &Stft,
+    to_linear: &ToLinear<'_>,
+    (mel, frames): (&[f32], usize),
+    gl: &GriffinLimOptions,
     segment: usize,
     progress: &dyn Progress,
 ) -> Result<Vec<f32>> {
-    let stft = conv.stft();
-    let (hop, bins) = (stft.hop(), conv.filterbank().active_bins());
+    let hop = stft.hop();
     let mut out: Vec<f32> = Vec::new();
     let mut carried: Vec<Complex32> = Vec::new();
     for (k, &(start, end)) in segments(frames, segment).iter().enumerate() {
@@ -68,11 +73,12 @@ pub fn reconstruct_channel(
         } else {
             columns(mel, frames, start, end)
         };
-        let linear = conv.linear_from_mel(&part, n, opts.mel_inverse);
-        let mut gl = opts.griffin_lim;
-        gl.seed = gl.seed.wrapping_add((k as u64) << 32);
+        let linear = to_linear(&part, n);
+        let bins = linear.len() / n.max(1);
+        let mut seg_gl = *gl;
+        seg_gl.seed = gl.seed.wrapping_add((k as u64) << 32);
         let (signal, phase) =
-            griffin_lim_continued(stft, &linear, (n, bins), &gl, &carried, progress)?;
+            griffin_lim_continued(stft, &linear, (n, bins), &seg_gl, &carried, progress)?;
         if k == 0 {
             out = signal;
         } else {
@@ -103,7 +109,7 @@ mod tests {
     use crate::audio::Audio;
     use crate::progress::NoProgress;
     use crate::spectrogram::metrics::spectral_convergence;
-    use crate::spectrogram::{Quality, SpectrogramParams};
+    use crate::spectrogram::{InversionOptions, Quality, SpectrogramConverter, SpectrogramParams};
 
     #[test]
     fn segments_cover_every_frame_with_the_overlap() {
@@ -148,12 +154,20 @@ mod tests {
         let frames = mel.num_frames;
         let opts = InversionOptions::for_quality(Quality::Fast, &params, 3);
         let m = &mel.channels[0];
+        let to_linear = |part: &[f32], n: usize| conv.linear_from_mel(part, n, opts.mel_inverse);
         let run = |segment| {
-            let signal = reconstruct_channel(&conv, m, frames, &opts, segment, &NoProgress)
-                .unwrap()
-                .into_iter()
-                .map(|s| s / super::super::converter::INT16_SCALE)
-                .collect::<Vec<_>>();
+            let signal = reconstruct_channel(
+                conv.stft(),
+                &to_linear,
+                (m, frames),
+                &opts.griffin_lim,
+                segment,
+                &NoProgress,
+            )
+            .unwrap()
+            .into_iter()
+            .map(|s| s / super::super::converter::INT16_SCALE)
+            .collect::<Vec<_>>();
             assert_eq!(signal.len(), params.num_samples(frames));
             let back = Audio::new(vec![signal.clone()], 8000, "t").unwrap();
             let sc = spectral_convergence(m, &conv.mel_from_audio(&back).unwrap().channels[0]);
