@@ -54,3 +54,38 @@ impl Progress for CancelFlag {
     fn message(&self, _text: &str) {}
     fn finish(&self) {}
 }
+
+/// Set by the first Ctrl-C once [`cancel_on_interrupt`] is installed.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+#[cfg(unix)]
+extern "C" fn on_interrupt(_signal: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+    // a second Ctrl-C ends the process at once
+    // SAFETY: signal() is async-signal-safe (POSIX), called with a valid
+    // signal number and the default disposition.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+    }
+}
+
+/// Makes the first Ctrl-C (SIGINT) set a flag, read by [`interrupted`],
+/// instead of ending the process, so that a job can stop at its next
+/// progress report and save its work; the second one ends the process.
+/// Does nothing off Unix.
+pub fn cancel_on_interrupt() {
+    #[cfg(unix)]
+    // SAFETY: the handler only stores to an atomic and calls signal(),
+    // both async-signal-safe.
+    unsafe {
+        libc::signal(
+            libc::SIGINT,
+            on_interrupt as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        );
+    }
+}
+
+/// Whether Ctrl-C was pressed since [`cancel_on_interrupt`].
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::Relaxed)
+}

@@ -13,7 +13,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::assert_ok;
+use common::{assert_ok, narrow_pipeline};
 
 /// Address-space cap of every run here (virtual memory, which bounds the
 /// resident set): far above what a refused input needs, far below the
@@ -23,6 +23,19 @@ const MEMORY_CAP_BYTES: u64 = 3 << 30;
 /// Runs the command line with its address space capped at
 /// [`MEMORY_CAP_BYTES`]; a panic fails the test.
 fn run_cli(args: &[&str]) -> Output {
+    let out = capped(args).output().expect("binary runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "panic: {err}");
+    assert!(
+        !err.contains("memory allocation"),
+        "over the memory cap: {err}"
+    );
+    out
+}
+
+/// The command line with `args`, its address space capped at
+/// [`MEMORY_CAP_BYTES`].
+fn capped(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ragafusion"));
     cmd.args(args);
     // SAFETY: the closure runs in the forked child before exec and only
@@ -39,14 +52,7 @@ fn run_cli(args: &[&str]) -> Output {
             Ok(())
         });
     }
-    let out = cmd.output().expect("binary runs");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!err.contains("panicked"), "panic: {err}");
-    assert!(
-        !err.contains("memory allocation"),
-        "over the memory cap: {err}"
-    );
-    out
+    cmd
 }
 
 /// Asserts a refusal: exit status 1 (or clap's 2 for a value it parses
@@ -482,4 +488,254 @@ fn fuzz_findings_are_clear_errors() {
         );
     }
     assert!(files_in(tmp.path()).is_empty());
+}
+
+#[test]
+fn every_generating_verb_checks_its_numbers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let (model, dir) = (sd(), out.display().to_string());
+    let clip = data("clips/vignesh_5120ms.wav").display().to_string();
+    let a2a = [
+        "audio-to-audio",
+        &clip,
+        "todi raga",
+        "--attention-slice",
+        "0",
+        "--model",
+        &model,
+        "--out",
+        &dir,
+    ];
+    let interpolate = [
+        "interpolate",
+        "--from",
+        "todi:1",
+        "--to",
+        "kalyani:2",
+        "--attention-slice",
+        "0",
+        "--model",
+        &model,
+        "--out",
+        &dir,
+    ];
+    for args in [&a2a[..], &interpolate[..]] {
+        fails_with(&run_cli(args), &["--attention-slice"]);
+    }
+    let mg = data("musicgen-tiny").display().to_string();
+    let o = run_cli(&[
+        "generate",
+        "raga",
+        "--backend",
+        "musicgen",
+        "--model",
+        &mg,
+        "--seconds",
+        "1e9",
+        "--out",
+        &dir,
+    ]);
+    fails_with(&o, &["--seconds", "3600"]);
+    assert!(files_in(&out).is_empty());
+    // a prompt in Tamil script names its files after the raga
+    let o = run_cli(&[
+        "generate",
+        "கல்யாணி ராகம்",
+        "--backend",
+        "musicgen",
+        "--model",
+        &mg,
+        "--seconds",
+        "0.1",
+        "--out",
+        &dir,
+    ]);
+    assert_ok(&o);
+    assert!(
+        out.join("kalyaani-raakam-s42.wav").is_file(),
+        "{:?}",
+        files_in(&out)
+    );
+}
+
+#[test]
+fn compare_names_every_late_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tmp.path().join("exp.toml");
+    let sd = sd();
+    let cases: [(&str, &str, &[&str]); 5] = [
+        ("seconds = 1e9", "", &["exp.toml", "seconds", "3600"]),
+        (
+            "",
+            "steps = 1000000",
+            &["backend[1] (`sd`)", "steps", "1000"],
+        ),
+        (
+            "",
+            "dtype = \"f64\"",
+            &["backend[1] (`sd`)", "dtype", "f64"],
+        ),
+        (
+            "[classifiers]\ncnn = \"no-cnn\"",
+            "",
+            &["classifiers.cnn", "no-cnn"],
+        ),
+        (
+            "",
+            "model = \"no-model\"",
+            &["backend[1] (`sd`)", "model", "no-model", "model_index.json"],
+        ),
+    ];
+    for (top, backend, words) in cases {
+        let model = if backend.starts_with("model") {
+            String::new()
+        } else {
+            format!("model = \"{sd}\"")
+        };
+        let text = format!(
+            "name = \"x\"\nseeds = [1]\n{top}\n\
+             [[setup]]\nrun = [\"synth\", \"{{out}}/ref\", \"--raga\", \"Mohanam\", \
+             \"--count\", \"1\", \"--duration-s\", \"1\"]\n\
+             [[backend]]\nname = \"ref\"\nkind = \"reference\"\nclips = \"{{out}}/ref\"\n\
+             [[backend]]\nname = \"sd\"\nkind = \"diffusion\"\n{model}\n{backend}\n\
+             [[prompt]]\nraga = \"Mohanam\"\n"
+        );
+        std::fs::write(&exp, text).unwrap();
+        let out = tmp.path().join("out");
+        let o = run_cli(&[
+            "compare",
+            exp.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        fails_with(&o, words);
+        let _ = std::fs::remove_dir_all(&out);
+    }
+}
+
+#[test]
+fn prepare_stays_in_its_audio_folder_and_train_names_the_device() {
+    let tmp = tempfile::tempdir().unwrap();
+    let audio = tmp.path().join("audio");
+    std::fs::create_dir(&audio).unwrap();
+    let outside = tmp.path().join("outside.wav");
+    std::fs::copy(data("clips/vignesh_5120ms.wav"), &outside).unwrap();
+    let meta = tmp.path().join("meta.csv");
+    std::fs::write(&meta, format!("file,raga\n{},Kalyani\n", outside.display())).unwrap();
+    let ds = tmp.path().join("ds");
+    let o = run_cli(&[
+        "prepare",
+        "--audio-dir",
+        audio.to_str().unwrap(),
+        "--metadata",
+        meta.to_str().unwrap(),
+        "--out",
+        ds.to_str().unwrap(),
+    ]);
+    fails_with(&o, &["outside.wav", "--allow-outside"]);
+    assert!(files_in(&ds)
+        .iter()
+        .all(|p| p.extension().is_none_or(|e| e != "png")));
+    let (d, m) = (data("clips").display().to_string(), sd());
+    let out = tmp.path().join("t").display().to_string();
+    let o = run_cli(&[
+        "train", "--out", &out, "--data", &d, "--model", &m, "--device", "cuda",
+    ]);
+    fails_with(&o, &["device", "cuda"]);
+    assert!(!o.stderr.is_empty() && !String::from_utf8_lossy(&o.stderr).contains("mixed"));
+}
+
+/// The PNG of the report: 100,000 x 512 black pixels (full-scale noise)
+/// with riffusion's EXIF (1000 s), about 150 KB, which once made three
+/// verbs climb to 11 GB.
+#[test]
+fn a_thousand_second_spectrogram_stays_under_the_memory_cap() {
+    use ragafusion::spectrogram::image::{encode_png, exif_for, DEFAULT_MAX_VALUE};
+    use ragafusion::spectrogram::{SpectrogramImage, SpectrogramParams};
+    let tmp = tempfile::tempdir().unwrap();
+    let image = SpectrogramImage {
+        width: 100_000,
+        height: 512,
+        rgb: vec![0; 100_000 * 512 * 3],
+    };
+    let exif = exif_for(&SpectrogramParams::default(), DEFAULT_MAX_VALUE);
+    let png = tmp.path().join("long.png");
+    std::fs::write(&png, encode_png(&image, &exif).unwrap()).unwrap();
+    let p = png.display().to_string();
+    let wav = tmp.path().join("long.wav");
+    // no Griffin-Lim iterations: the reading, mel inversion and phase
+    // estimate over all 1000 s are what is measured here
+    let o = run_cli(&[
+        "image-to-audio",
+        &p,
+        wav.to_str().unwrap(),
+        "--iterations",
+        "0",
+    ]);
+    assert_ok(&o);
+    let r = hound::WavReader::open(&wav).unwrap();
+    let seconds = r.duration() as f64 / r.spec().sample_rate as f64;
+    assert!((seconds - 1000.0).abs() < 0.1, "{seconds} s");
+    let o = run_cli(&["classify", &p, "--max-seconds", "30"]);
+    assert_ok(&o);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["verdict"], "no-pitched-content", "{v}");
+    let fig = tmp.path().join("fig.png").display().to_string();
+    // analyze cuts to --max-seconds before reconstructing
+    let o = run_cli(&["analyze", &p, "--out", &fig, "--json"]);
+    assert_ok(&o);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("analysing the first 60 s"));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        v["verdict"].is_string() && v["verdict"] != "raga",
+        "{}",
+        v["verdict"]
+    );
+}
+
+/// Ctrl-C stops a long generation with its work saved; the same command
+/// again continues it and cleans up.
+#[test]
+fn an_interrupted_generation_continues_on_rerun() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("model");
+    narrow_pipeline(&model);
+    let out = tmp.path().join("out");
+    let (m, o) = (model.display().to_string(), out.display().to_string());
+    let args = [
+        "generate",
+        "todi raga",
+        "--model",
+        &m,
+        "--out",
+        &o,
+        "--seconds",
+        "60",
+        "--steps",
+        "40",
+    ];
+    let child = capped(&args)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    // SAFETY: kill() with a child's pid and SIGINT
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let first = child.wait_with_output().unwrap();
+    fails_with(
+        &first,
+        &["interrupted", ".partial", "run the same command again"],
+    );
+    assert!(out.join(".partial").is_dir());
+    let written: Vec<_> = files_in(&out).into_iter().filter(|p| p.is_file()).collect();
+    assert!(written.is_empty(), "{written:?}");
+    let again = run_cli(&args);
+    assert_ok(&again);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("resuming"));
+    assert!(out.join("todi-raga-s42.wav").is_file());
+    assert!(!out.join(".partial").exists());
 }

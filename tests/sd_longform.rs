@@ -40,11 +40,7 @@ const SETTINGS: SampleSettings = SampleSettings {
 
 /// A sampling run at [`SETTINGS`].
 fn run<'a>(noise: &'a mut SeededNoise, progress: &'a dyn Progress) -> SamplingRun<'a> {
-    SamplingRun {
-        settings: &SETTINGS,
-        noise,
-        progress,
-    }
+    SamplingRun::new(&SETTINGS, noise, progress)
 }
 
 /// Counts the units a job announces and reports.

@@ -160,11 +160,7 @@ fn txt2img(sd: &StableDiffusion, kind: SamplerKind, noise: Vec<Tensor>) -> Tenso
     let mut noise = RecordedNoise::new(noise);
     let out = sd
         .txt2img(
-            &mut SamplingRun {
-                settings: &settings,
-                noise: &mut noise,
-                progress: &NoProgress,
-            },
+            &mut SamplingRun::new(&settings, &mut noise, &NoProgress),
             &text,
             [1, 4, 8, 8],
             Some(get(&r, "txt2img.init")),
@@ -214,11 +210,7 @@ fn img2img_matches_diffusers() {
         RecordedNoise::new(vec![get(&r, "img2img.noise.0"), get(&r, "img2img.noise.1")]);
     let out = sd
         .img2img(
-            &mut SamplingRun {
-                settings: &settings,
-                noise: &mut noise,
-                progress: &NoProgress,
-            },
+            &mut SamplingRun::new(&settings, &mut noise, &NoProgress),
             &text,
             &get(&r, "img2img.image"),
             Repaint {
@@ -252,11 +244,7 @@ fn interpolation_matches_the_reference() {
     };
     let out = sd
         .txt2img(
-            &mut SamplingRun {
-                settings: &settings,
-                noise: &mut SeededNoise::new(0),
-                progress: &NoProgress,
-            },
+            &mut SamplingRun::new(&settings, &mut SeededNoise::new(0), &NoProgress),
             &text,
             [1, 4, 8, 8],
             Some(lat),

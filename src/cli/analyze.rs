@@ -55,11 +55,8 @@ pub fn analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let found = inspect_file(&a.input, &classifier, Vocabulary::builtin(), &opts)
         .with_context(|| format!("analysing {}", a.input.display()))?;
     if let Some(s) = found.cut_from_s {
-        eprintln!(
-            "note: {} is {s:.1} s long; analysing the first {} s (--max-seconds)",
-            a.input.display(),
-            a.max_seconds
-        );
+        let (name, m) = (a.input.display(), a.max_seconds);
+        eprintln!("note: {name} is {s:.1} s long; analysing the first {m} s (--max-seconds)");
     }
     write_bytes_atomic(&out, &found.figure_png)?;
     if a.json {

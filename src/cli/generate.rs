@@ -125,6 +125,7 @@ pub struct InterpolateArgs {
 
 /// Runs `generate`.
 pub fn generate(a: GenerateArgs) -> anyhow::Result<ExitCode> {
+    let s = &a.sampling;
     let r = GenerateRequest {
         steps: a.steps,
         batch: a.batch,
@@ -132,13 +133,14 @@ pub fn generate(a: GenerateArgs) -> anyhow::Result<ExitCode> {
         overlap_ms: a.overlap_ms,
         init_latents: a.init_latents.clone(),
         musicgen: a.musicgen.options()?,
-        ..request(&a.prompt, &a.sampling, &a.tonic, &a.output)
+        ..request((&a.prompt, s.seed), &s.guide, &a.tonic, &a.output)
     };
     run_request(&a.model, a.backend, &r, &a.output.out)
 }
 
 /// Runs `audio-to-audio`.
 pub fn audio_to_audio(a: AudioToAudioArgs) -> anyhow::Result<ExitCode> {
+    let s = &a.sampling;
     let r = GenerateRequest {
         task: Task::AudioToAudio {
             input: a.input.clone(),
@@ -147,7 +149,7 @@ pub fn audio_to_audio(a: AudioToAudioArgs) -> anyhow::Result<ExitCode> {
         },
         steps: a.steps,
         overlap_ms: a.overlap_ms,
-        ..request(&a.prompt, &a.sampling, &a.tonic, &a.output)
+        ..request((&a.prompt, s.seed), &s.guide, &a.tonic, &a.output)
     };
     run_request(&a.model, Backend::Diffusion, &r, &a.output.out)
         .with_context(|| format!("audio-to-audio of {}", a.input.display()))
@@ -163,15 +165,9 @@ pub fn interpolate(a: InterpolateArgs) -> anyhow::Result<ExitCode> {
             to_seed: s1,
             clips: a.steps,
         },
-        negative: a.guide.negative.clone(),
-        sampler: a.guide.scheduler,
-        guidance: a.guide.guidance,
-        tonic_hz: a.tonic.tonic,
         steps: a.inference_steps,
         overlap_ms: a.overlap_ms,
-        quality: a.output.quality,
-        name: a.output.name.clone(),
-        ..GenerateRequest::new(p0, s0)
+        ..request((&p0, s0), &a.guide, &a.tonic, &a.output)
     };
     run_request(&a.model, Backend::Diffusion, &r, &a.output.out)
 }

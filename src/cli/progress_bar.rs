@@ -1,10 +1,11 @@
-//! Binds the library's [`Progress`] to an indicatif bar on stderr.
+//! The library's [`Progress`] as an indicatif bar on stderr; Ctrl-C cancels.
 
 use indicatif::{ProgressBar, ProgressStyle};
+use ragafusion::progress::{cancel_on_interrupt, interrupted};
 use ragafusion::Progress;
 
 /// A terminal progress bar (hidden when stderr is not a terminal).
-pub struct Bar(ProgressBar);
+pub struct Bar(ProgressBar, bool);
 
 impl Bar {
     /// A bar with no length yet.
@@ -15,7 +16,14 @@ impl Bar {
                 .expect("static template")
                 .progress_chars("=> "),
         );
-        Bar(bar)
+        Bar(bar, false)
+    }
+
+    /// A bar whose job Ctrl-C cancels at its next progress report (so it
+    /// can save what it has); a second Ctrl-C kills the process.
+    pub fn interruptible() -> Self {
+        cancel_on_interrupt();
+        Bar(Self::new().0, true)
     }
 }
 
@@ -28,7 +36,7 @@ impl Progress for Bar {
 
     fn advance(&self, done: u64) -> bool {
         self.0.inc(done);
-        true
+        !(self.1 && interrupted())
     }
 
     fn message(&self, text: &str) {

@@ -72,6 +72,9 @@ pub struct ClassifyArgs {
     /// Tonic in Hz (estimated when absent).
     #[arg(long)]
     tonic: Option<f64>,
+    /// Classify only this many seconds from the start (default: all).
+    #[arg(long)]
+    max_seconds: Option<f64>,
     /// How many ragas to list.
     #[arg(long, default_value_t = 5)]
     top: usize,
@@ -81,7 +84,7 @@ pub struct ClassifyArgs {
 pub fn classify(a: ClassifyArgs) -> anyhow::Result<ExitCode> {
     let model = Classifier::load_or_builtin(a.model.as_deref())?;
     let c = model
-        .classify_file(&a.input, a.tonic)
+        .classify_file(&a.input, a.tonic, a.max_seconds)
         .with_context(|| format!("classifying {}", a.input.display()))?;
     let out = c.report(&a.input, model.kind(), a.top);
     println!("{}", serde_json::to_string_pretty(&out)?);

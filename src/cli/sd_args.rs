@@ -9,9 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use ragafusion::captions::shruti::parse_tonic;
 use ragafusion::diffusion::SamplerKind;
-use ragafusion::engine::{
-    defaults, write_outputs, Backend, Engine, GenerateRequest, Generated, ModelSpec,
-};
+use ragafusion::engine::{defaults, Backend, Engine, GenerateRequest, ModelSpec};
 use ragafusion::spectrogram::Quality;
 
 use super::choice::choice;
@@ -83,10 +81,10 @@ pub struct GuidanceArgs {
 #[derive(Debug, Args)]
 pub struct SamplingArgs {
     #[command(flatten)]
-    guide: GuidanceArgs,
+    pub(super) guide: GuidanceArgs,
     /// Seed of the initial noise (and of Euler ancestral's noise).
     #[arg(long, default_value_t = defaults::SEED)]
-    seed: u64,
+    pub(super) seed: u64,
 }
 
 /// The tonic a run is asked for.
@@ -115,21 +113,21 @@ pub struct OutputArgs {
     pub(super) quality: Quality,
 }
 
-/// A request from the shared flags, for `prompt`.
+/// A request from the shared flags, for `prompt` and `seed`.
 pub(super) fn request(
-    prompt: &str,
-    sampling: &SamplingArgs,
+    (prompt, seed): (&str, u64),
+    guide: &GuidanceArgs,
     tonic: &TonicArgs,
     output: &OutputArgs,
 ) -> GenerateRequest {
     GenerateRequest {
-        negative: sampling.guide.negative.clone(),
+        negative: guide.negative.clone(),
         tonic_hz: tonic.tonic,
-        sampler: sampling.guide.scheduler,
-        guidance: sampling.guide.guidance,
+        sampler: guide.scheduler,
+        guidance: guide.guidance,
         quality: output.quality,
         name: output.name.clone(),
-        ..GenerateRequest::new(prompt, sampling.seed)
+        ..GenerateRequest::new(prompt, seed)
     }
 }
 
@@ -145,7 +143,8 @@ pub(super) fn flag_error(e: ragafusion::Error) -> anyhow::Error {
 
 /// Runs a request: checks it before the model loads (a refused field is
 /// named as its flag), loads the model, and writes each output into `out`
-/// as soon as it exists, printing its WAV's path.
+/// as soon as it exists, printing its WAV's path. Its work is saved as
+/// it goes: Ctrl-C stops it, and the same command again continues.
 pub(super) fn run_request(
     model: &ModelArgs,
     backend: Backend,
@@ -153,12 +152,14 @@ pub(super) fn run_request(
     out: &std::path::Path,
 ) -> anyhow::Result<ExitCode> {
     request.check(backend).map_err(flag_error)?;
+    let bar = Bar::interruptible();
     let engine = model.load(backend)?;
-    let bar = Bar::new();
-    engine.generate_each(request, &bar, &mut |made: Generated| {
-        let wav = write_outputs(out, &made)?;
-        println!("{}", wav.display());
-        Ok(())
-    })?;
+    engine.generate_into(
+        request,
+        out,
+        defaults::CHECKPOINT_EVERY_S,
+        &bar,
+        &mut |wav| println!("{}", wav.display()),
+    )?;
     Ok(ExitCode::SUCCESS)
 }

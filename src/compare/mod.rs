@@ -36,8 +36,15 @@ use summary::{knn_verdicts, summarise, ClipResult};
 /// CNN, and its kNN folder when it gives one.
 pub fn load_judges(exp: &Resolved) -> Result<(Judges, JudgesInfo)> {
     let spec = &exp.experiment.classifiers;
+    let within = |field: &str| {
+        let context = format!("{}: classifiers.{field}", exp.file.display());
+        move |e: Error| Error::Within {
+            context,
+            source: Box::new(e),
+        }
+    };
     let cnn =
-        match Classifier::load_or_builtin(spec.cnn.as_deref())? {
+        match Classifier::load_or_builtin(spec.cnn.as_deref()).map_err(within("cnn"))? {
             Classifier::Cnn(m) => m,
             Classifier::Knn(_) => return Err(Error::invalid_data(
                 &exp.file,
@@ -45,7 +52,13 @@ pub fn load_judges(exp: &Resolved) -> Result<(Judges, JudgesInfo)> {
             )),
         };
     let knn =
-        match spec.knn.as_deref().map(Classifier::load).transpose()? {
+        match spec
+            .knn
+            .as_deref()
+            .map(Classifier::load)
+            .transpose()
+            .map_err(within("knn"))?
+        {
             None => None,
             Some(Classifier::Knn(m)) => Some(m),
             Some(Classifier::Cnn(_)) => return Err(Error::invalid_data(

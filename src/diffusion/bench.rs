@@ -106,11 +106,7 @@ pub fn run_benchmark(cfg: &BenchConfig, progress: &dyn Progress) -> Result<Bench
     let steps = sampler.timesteps().len();
     progress.start(steps as u64, "denoising");
     let t0 = Instant::now();
-    let mut run = super::pipeline::SamplingRun {
-        settings: &cfg.settings,
-        noise: &mut noise,
-        progress,
-    };
+    let mut run = super::pipeline::SamplingRun::new(&cfg.settings, &mut noise, progress);
     let latents =
         super::pipeline::denoise_with(&unet, sampler.as_mut(), latents, 0, &text, None, &mut run)?;
     sync(&latents)?;

@@ -36,6 +36,10 @@ pub const INTERPOLATION_CLIPS: usize = 5;
 /// Spectrogram-to-audio trade-off.
 pub const QUALITY: Quality = Quality::Fast;
 
+/// Seconds between saves of a denoising loop's state (finished clips are
+/// saved as they finish, and the current step when a run is cancelled).
+pub const CHECKPOINT_EVERY_S: f64 = 30.0;
+
 /// Device name of a model run.
 pub const DEVICE: &str = "cpu";
 

@@ -15,7 +15,9 @@ use crate::choice::Choice;
 use crate::diffusion::defaults::{plan_tonic, TonicPlan};
 use crate::diffusion::pipeline::load::px_of_ms;
 use crate::diffusion::pipeline::longform::{join_clips, Tiling};
-use crate::diffusion::pipeline::{images_to_rgb, rgb_to_images, slerp, Repaint, SamplingRun};
+use crate::diffusion::pipeline::{
+    images_to_rgb, rgb_to_images, slerp, Checkpoints, Repaint, Resume, SamplingRun,
+};
 use crate::diffusion::{NoiseSource, SampleSettings, SeededNoise, StableDiffusion};
 use crate::error::{terr, Error, Result};
 use crate::nn::weights::WeightStore;
@@ -55,9 +57,24 @@ struct Run<'a> {
     scale: usize,
     settings: SampleSettings,
     started: Instant,
+    store: Option<&'a dyn Checkpoints>,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    /// A sampling run that saves its state under `key` when the request
+    /// has somewhere to keep it.
+    fn sampling<'r>(
+        &'r self,
+        key: &'r str,
+        noise: &'r mut dyn NoiseSource,
+        progress: &'r dyn Progress,
+    ) -> SamplingRun<'r> {
+        SamplingRun {
+            resume: self.store.map(|store| Resume { store, key }),
+            ..SamplingRun::new(&self.settings, noise, progress)
+        }
+    }
+
     /// Overlap columns in whole latent cells.
     fn overlap_px(&self) -> usize {
         (px_of_ms(&self.params, self.request.overlap_ms as f64) / self.scale) * self.scale
@@ -84,7 +101,7 @@ impl Run<'_> {
     ) -> Result<Generated> {
         let mut rgb = images_to_rgb(image)?.remove(0);
         if rgb.width > width_px {
-            rgb = crop_columns(&rgb, width_px);
+            rgb = rgb.first_columns(width_px);
         }
         let rgb = plan.apply(rgb, &self.params)?;
         spectrogram_output(
@@ -127,6 +144,7 @@ pub(super) fn generate(
     engine: &Engine,
     sd: &StableDiffusion,
     request: &GenerateRequest,
+    store: Option<&dyn Checkpoints>,
     progress: &dyn Progress,
     emit: &mut dyn FnMut(Generated) -> Result<()>,
 ) -> Result<()> {
@@ -141,6 +159,7 @@ pub(super) fn generate(
         settings: sampling(sd, request),
         params,
         started: Instant::now(),
+        store,
     };
     match &request.task {
         Task::Text => text(&run, progress, emit),
@@ -188,11 +207,7 @@ fn text(
                 "--init-latents and --batch apply to single clips, not to --seconds longer than one clip",
             ));
         }
-        let mut sr = SamplingRun {
-            settings: &run.settings,
-            noise: &mut noise,
-            progress,
-        };
+        let mut sr = run.sampling("steps", &mut noise, progress);
         let image = sd.generate_long(&mut sr, &text, run.height_px, total_px, run.tiling())?;
         vec![image]
     } else {
@@ -201,11 +216,7 @@ fn text(
             Some(p) => Some(read_init_latents(p)?),
             None => None,
         };
-        let mut sr = SamplingRun {
-            settings: &run.settings,
-            noise: &mut noise,
-            progress,
-        };
+        let mut sr = run.sampling("steps", &mut noise, progress);
         let latents = sd.txt2img(&mut sr, &text, shape, init)?;
         (0..r.batch)
             .map(|i| {
@@ -326,11 +337,7 @@ fn audio_to_audio(
     )?;
     let mut noise = SeededNoise::new(r.seed);
     let t0 = Instant::now();
-    let mut sr = SamplingRun {
-        settings: &run.settings,
-        noise: &mut noise,
-        progress,
-    };
+    let mut sr = run.sampling("audio-to-audio", &mut noise, progress);
     let repaint = Repaint {
         strength,
         keep: keep.as_ref(),
@@ -429,16 +436,34 @@ fn interpolate(
     let mut images = Vec::with_capacity(clips);
     for k in 0..clips {
         let alpha = k as f64 / (clips - 1) as f64;
-        let text = t_a.lerp(&t_b, alpha)?;
-        let init = slerp(alpha, &n_a, &n_b)?;
         let mut ancestral = SeededNoise::new(s0 ^ s1.rotate_left(17) ^ k as u64);
         let t0 = Instant::now();
-        let mut sr = SamplingRun {
-            settings: &run.settings,
-            noise: &mut ancestral,
-            progress,
+        let (clip_key, steps_key) = (format!("clip-{k}"), format!("clip-{k}-steps"));
+        let saved = match run.store {
+            Some(store) => Resume {
+                store,
+                key: &clip_key,
+            }
+            .restore_clip(&mut ancestral, &device)?,
+            None => None,
         };
-        let latents = sd.txt2img(&mut sr, &text, shape, Some(init))?;
+        let latents = match saved {
+            Some(latents) => latents,
+            None => {
+                let text = t_a.lerp(&t_b, alpha)?;
+                let init = slerp(alpha, &n_a, &n_b)?;
+                let mut sr = run.sampling(&steps_key, &mut ancestral, progress);
+                let latents = sd.txt2img(&mut sr, &text, shape, Some(init))?;
+                if let Some(store) = run.store {
+                    Resume {
+                        store,
+                        key: &clip_key,
+                    }
+                    .save_clip(&latents, &ancestral)?;
+                }
+                latents
+            }
+        };
         let image = sd.decode_latents(&latents)?;
         let sidecar = merged(
             common.clone(),
@@ -476,36 +501,4 @@ fn interpolate(
         format!("{base}-joined"),
         sidecar,
     )?)
-}
-
-/// The first `width` columns of an image.
-fn crop_columns(image: &SpectrogramImage, width: usize) -> SpectrogramImage {
-    let rgb = (0..image.height)
-        .flat_map(|y| {
-            let row = y * image.width * 3;
-            image.rgb[row..row + width * 3].iter().copied()
-        })
-        .collect();
-    SpectrogramImage {
-        width,
-        height: image.height,
-        rgb,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cropping_keeps_the_first_columns_of_every_row() {
-        let image = SpectrogramImage {
-            width: 3,
-            height: 2,
-            rgb: (0..18).collect(),
-        };
-        let c = crop_columns(&image, 2);
-        assert_eq!((c.width, c.height), (2, 2));
-        assert_eq!(c.rgb, vec![0, 1, 2, 3, 4, 5, 9, 10, 11, 12, 13, 14]);
-    }
 }

@@ -9,7 +9,6 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use super::outputs::write_outputs;
 use super::request::GenerateRequest;
 use super::{Engine, ModelSpec};
 use crate::error::{Error, Result};
@@ -372,11 +371,14 @@ fn run_job(
         }
     };
     let engine = &engines[index].1;
-    engine.generate_each(&job.request, progress, &mut |made| {
-        let wav = write_outputs(&job.out_dir, &made)?;
-        shared.update(id, JobEvent::Output(id, wav));
-        Ok(())
-    })
+    engine.generate_into(
+        &job.request,
+        &job.out_dir,
+        super::defaults::CHECKPOINT_EVERY_S,
+        progress,
+        &mut |wav| shared.update(id, JobEvent::Output(id, wav.to_path_buf())),
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

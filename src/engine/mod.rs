@@ -9,6 +9,7 @@
 //! diffusion.rs  the spectrogram diffusion loop
 //! musicgen.rs   the MusicGen loop
 //! outputs.rs    Generated, and writing WAV / PNG / JSON sidecar
+//! resume.rs     an interrupted request's saved state, for the rerun
 //! jobs.rs       a queue of requests with progress events and cancel
 //! ```
 
@@ -18,6 +19,7 @@ pub mod jobs;
 mod musicgen;
 pub mod outputs;
 pub mod request;
+pub mod resume;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -27,6 +29,7 @@ use candle_core::{DType, Device};
 use serde_json::json;
 
 use crate::diffusion::defaults::default_model_dir;
+use crate::diffusion::pipeline::Checkpoints;
 use crate::diffusion::{LoadOptions, StableDiffusion};
 use crate::error::{Error, Result};
 use crate::musicgen::MusicGen;
@@ -35,6 +38,7 @@ use crate::progress::Progress;
 pub use jobs::{Job, JobEvent, JobId, JobQueue, JobState, JobStatus};
 pub use outputs::{slug, spectrogram_output, write_outputs, Generated};
 pub use request::{Backend, GenerateRequest, MusicgenOptions, Task};
+pub use resume::PartialDir;
 
 /// Which model to load and how to run it.
 #[derive(Debug, Clone, PartialEq)]
@@ -259,13 +263,66 @@ impl Engine {
         progress: &dyn Progress,
         emit: &mut dyn FnMut(Generated) -> Result<()>,
     ) -> Result<()> {
+        self.run(request, None, progress, emit)
+    }
+
+    /// Runs a request into the folder `out_dir`, writing each output (WAV,
+    /// PNG, JSON) as soon as it exists and calling `written` with its WAV.
+    /// Diffusion runs save their state in `out_dir/.partial/` as they go
+    /// (denoising steps at most every `checkpoint_every_s` seconds and on
+    /// cancel; finished clips always), so a rerun of the same request after
+    /// an interruption (cancel, Ctrl-C, a crash) continues where it stopped
+    /// and writes the same bytes; the saved state is removed once every
+    /// output is written.
+    pub fn generate_into(
+        &self,
+        request: &GenerateRequest,
+        out_dir: &Path,
+        checkpoint_every_s: f64,
+        progress: &dyn Progress,
+        written: &mut dyn FnMut(&Path),
+    ) -> Result<Vec<PathBuf>> {
+        request.check(self.backend())?;
+        let fingerprint = resume::fingerprint(request, &self.model_record()?)?;
+        let store = PartialDir::new(out_dir, &fingerprint, checkpoint_every_s);
+        if store.exists() {
+            progress.message(&format!(
+                "resuming from the saved state in {}",
+                store.dir().display()
+            ));
+        }
+        let mut wavs = Vec::new();
+        let result = self.run(request, Some(&store), progress, &mut |made| {
+            let wav = write_outputs(out_dir, &made)?;
+            written(&wav);
+            wavs.push(wav);
+            Ok(())
+        });
+        if matches!(result, Err(Error::Cancelled)) && store.exists() {
+            progress.message(&format!(
+                "stopped: the work so far is saved in {}; run the same request again to continue",
+                store.dir().display()
+            ));
+        }
+        result?;
+        store.remove()?;
+        Ok(wavs)
+    }
+
+    fn run(
+        &self,
+        request: &GenerateRequest,
+        store: Option<&dyn Checkpoints>,
+        progress: &dyn Progress,
+        emit: &mut dyn FnMut(Generated) -> Result<()>,
+    ) -> Result<()> {
         request.check(self.backend())?;
         let emit = &mut |mut made: Generated| {
             made.inputs = request.input_files();
             emit(made)
         };
         match &self.model {
-            Model::Diffusion(sd) => diffusion::generate(self, sd, request, progress, emit),
+            Model::Diffusion(sd) => diffusion::generate(self, sd, request, store, progress, emit),
             Model::Musicgen(m) => musicgen::generate(self, m, request, progress, emit),
         }
     }

@@ -13,6 +13,18 @@ use crate::error::{Error, Result};
 pub trait NoiseSource: Send {
     /// A `[shape]` tensor of N(0, 1) values (f32) on `device`.
     fn noise(&mut self, shape: &[usize], device: &Device) -> Result<Tensor>;
+    /// Where the stream is, for a saved run to pick up at the same draw;
+    /// `None` for sources that cannot be resumed.
+    fn position(&self) -> Option<u128> {
+        None
+    }
+    /// Moves the stream to a `position` it reported before.
+    fn seek(&mut self, _position: u128) -> Result<()> {
+        Err(Error::Numeric {
+            context: "noise".into(),
+            reason: "this noise source cannot be resumed".into(),
+        })
+    }
 }
 
 /// Noise from a seeded ChaCha8 stream (Box-Muller), generated on the CPU so
@@ -55,6 +67,15 @@ impl NoiseSource for SeededNoise {
             context: "noise".into(),
             source: e,
         })
+    }
+
+    fn position(&self) -> Option<u128> {
+        Some(self.rng.get_word_pos())
+    }
+
+    fn seek(&mut self, position: u128) -> Result<()> {
+        self.rng.set_word_pos(position);
+        Ok(())
     }
 }
 
@@ -115,6 +136,19 @@ mod tests {
         let var = a.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n;
         assert!(mean.abs() < 0.03, "{mean}");
         assert!((var - 1.0).abs() < 0.05, "{var}");
+    }
+
+    #[test]
+    fn a_seeded_stream_continues_from_a_saved_position() {
+        let mut a = SeededNoise::new(9);
+        a.values(37);
+        let at = a.position().unwrap();
+        let next = a.values(10);
+        let mut b = SeededNoise::new(9);
+        b.seek(at).unwrap();
+        assert_eq!(b.values(10), next);
+        assert!(RecordedNoise::default().position().is_none());
+        assert!(RecordedNoise::default().seek(0).is_err());
     }
 
     #[test]

@@ -158,23 +158,43 @@ impl Classifier {
     }
 
     /// Classifies a file: a spectrogram PNG, or audio in any format the
-    /// decoder reads (resampled to [`ANALYSIS_RATE_HZ`], mono).
-    pub fn classify_file(&self, input: &Path, tonic_hz: Option<f64>) -> Result<Classification> {
+    /// decoder reads (resampled to [`ANALYSIS_RATE_HZ`], mono); only its
+    /// first `max_seconds` when given.
+    pub fn classify_file(
+        &self,
+        input: &Path,
+        tonic_hz: Option<f64>,
+        max_seconds: Option<f64>,
+    ) -> Result<Classification> {
         if let Some(t) = tonic_hz {
             crate::limits::in_range("tonic_hz", t, &crate::limits::TONIC_HZ, " Hz")?;
+        }
+        if let Some(s) = max_seconds.filter(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err(Error::param(
+                "max-seconds",
+                format!("{s}: must be a positive number"),
+            ));
         }
         let is_png = input
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("png"));
         if is_png {
-            self.classify_image(&crate::spectrogram::read_png(input)?, tonic_hz)
+            let mut loaded = crate::spectrogram::read_png(input)?;
+            if let Some(s) = max_seconds {
+                loaded.keep_seconds(s);
+            }
+            self.classify_image(&loaded, tonic_hz)
         } else {
             let audio = crate::audio::read_audio_as(
                 input,
                 ANALYSIS_RATE_HZ,
                 crate::audio::ChannelLayout::Mono,
             )?;
-            self.classify_audio(&audio.channels[0], tonic_hz)
+            let mut samples = audio.channels.into_iter().next().unwrap_or_default();
+            if let Some(s) = max_seconds {
+                samples.truncate((s * ANALYSIS_RATE_HZ as f64) as usize);
+            }
+            self.classify_audio(&samples, tonic_hz)
         }
     }
 

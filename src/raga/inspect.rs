@@ -78,7 +78,9 @@ pub fn inspect_file(
     let max_samples = (opts.max_seconds * ANALYSIS_RATE_HZ as f64) as usize;
     let mut cut_from_s = None;
     let (mut samples, image, params) = if is_png {
-        let loaded = read_png(input)?;
+        let mut loaded = read_png(input)?;
+        // cut before inverting: the columns past max-seconds are never heard
+        cut_from_s = loaded.keep_seconds(opts.max_seconds);
         (audio_of_image(&loaded)?, loaded.image, loaded.params)
     } else {
         let audio = read_audio_as(input, ANALYSIS_RATE_HZ, ChannelLayout::Mono)?;

@@ -31,6 +31,24 @@ pub struct SpectrogramImage {
     pub rgb: Vec<u8>,
 }
 
+impl SpectrogramImage {
+    /// The first `width` columns (all of them when the image is narrower).
+    pub fn first_columns(&self, width: usize) -> SpectrogramImage {
+        let width = width.min(self.width);
+        let rgb = (0..self.height)
+            .flat_map(|y| {
+                let row = y * self.width * 3;
+                self.rgb[row..row + width * 3].iter().copied()
+            })
+            .collect();
+        SpectrogramImage {
+            width,
+            height: self.height,
+            rgb,
+        }
+    }
+}
+
 /// A spectrogram image file's pixels with the parameters it carries.
 #[derive(Debug, Clone)]
 pub struct LoadedImage {
@@ -44,6 +62,22 @@ pub struct LoadedImage {
     pub has_exif: bool,
     /// All numeric EXIF tags found, by id.
     pub exif: BTreeMap<u16, ExifValue>,
+}
+
+impl LoadedImage {
+    /// Keeps the columns that cover the first `max_seconds`; returns the
+    /// image's whole length in seconds when it was longer.
+    pub fn keep_seconds(&mut self, max_seconds: f64) -> Option<f64> {
+        let step_s = self.params.step_ms as f64 / 1000.0;
+        let keep_px = (max_seconds / step_s).ceil().min(usize::MAX as f64) as usize;
+        let keep_px = keep_px.saturating_add(1);
+        if self.image.width <= keep_px {
+            return None;
+        }
+        let whole_s = self.image.width as f64 * step_s;
+        self.image = self.image.first_columns(keep_px);
+        Some(whole_s)
+    }
 }
 
 impl LoadedImage {
@@ -371,6 +405,19 @@ pub fn params_from_exif(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cropping_keeps_the_first_columns_of_every_row() {
+        let image = SpectrogramImage {
+            width: 3,
+            height: 2,
+            rgb: (0..18).collect(),
+        };
+        let c = image.first_columns(2);
+        assert_eq!((c.width, c.height), (2, 2));
+        assert_eq!(c.rgb, vec![0, 1, 2, 3, 4, 5, 9, 10, 11, 12, 13, 14]);
+        assert_eq!(image.first_columns(9), image);
+    }
 
     fn mel(channels: usize) -> MelSpectrogram {
         let (m, t) = (4, 3);

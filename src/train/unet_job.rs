@@ -184,11 +184,7 @@ fn validation(
                 t.sd.conditioning(prompt, None, settings.guidance, &NoProgress)?;
             let shape = t.sd.latent_shape(1, o.crop_px, h)?;
             let mut noise = SeededNoise::new(o.seed + i as u64);
-            let mut run = SamplingRun {
-                settings: &settings,
-                noise: &mut noise,
-                progress: &NoProgress,
-            };
+            let mut run = SamplingRun::new(&settings, &mut noise, &NoProgress);
             let latents = t.sd.txt2img(&mut run, &text, shape, None)?;
             let image = t.sd.decode_latents(&latents)?;
             let name = format!("{i}-{}", slug(prompt));

@@ -15,7 +15,7 @@
 use candle_core::{DType, Device, Tensor};
 
 use super::load::StableDiffusion;
-use super::{check_finite, Conditioning, GuidedUnet, Repaint, SamplingRun};
+use super::{check_finite, Conditioning, GuidedUnet, Repaint, Resume, SamplingRun};
 use crate::error::terr;
 use crate::error::{Error, Result};
 
@@ -225,7 +225,18 @@ impl StableDiffusion {
             .noise
             .noise(&shape, &device)
             .and_then(|z| (z * sampler.init_noise_sigma()).map_err(terr("init")))?;
-        for i in 0..n {
+        let mut start = 0;
+        if let Some(resume) = run.resume {
+            if let Some(r) = resume.restore_step(sampler.as_mut(), run.noise, &shape, &device)? {
+                progress.message(&format!(
+                    "resuming at denoising step {} of {n}",
+                    r.next_step + 1
+                ));
+                progress.advance((r.next_step * starts.len()) as u64);
+                (start, latents) = (r.next_step, r.latents);
+            }
+        }
+        for i in start..n {
             let input = sampler
                 .scale_model_input(&latents, i)
                 .map_err(terr("UNet input"))?;
@@ -249,11 +260,18 @@ impl StableDiffusion {
                         .map_err(terr("windows"))?;
                 }
                 if !progress.advance(group.len() as u64) {
+                    if let Some(resume) = run.resume {
+                        // the state before this step: its windows run again
+                        resume.save_step(i, &latents, sampler.as_ref(), run.noise)?;
+                    }
                     return Err(Error::Cancelled);
                 }
             }
             latents = sampler.step(&eps, i, &latents, run.noise)?;
             check_finite(&latents, i)?;
+            if let Some(resume) = run.resume.filter(|r| r.store.step_due()) {
+                resume.save_step(i + 1, &latents, sampler.as_ref(), run.noise)?;
+            }
         }
         let mut clips = Vec::with_capacity(starts.len());
         for &c in &starts {
@@ -296,7 +314,32 @@ impl StableDiffusion {
         let device = self.unet.device().clone();
         let mut clips = Vec::with_capacity(starts.len());
         let mut previous: Option<Tensor> = None;
+        // finished clips are saved; the steps within a clip are not
+        let resume = run.resume.take();
+        let mut restored = 0;
         for (k, &start) in starts.iter().enumerate() {
+            let key = resume
+                .map(|r| format!("{}-clip-{k}", r.key))
+                .unwrap_or_default();
+            let clip_resume = resume.map(|r| Resume {
+                store: r.store,
+                key: &key,
+            });
+            if let Some(r) = clip_resume {
+                if let Some(latents) = r.restore_clip(run.noise, &device)? {
+                    restored += 1;
+                    progress.advance(per_clip as u64);
+                    clips.push(self.decode_latents(&latents)?);
+                    previous = Some(latents);
+                    continue;
+                }
+            }
+            if restored > 0 && restored == k {
+                progress.message(&format!(
+                    "resuming after {restored} of {} finished clips",
+                    starts.len()
+                ));
+            }
             let window = image
                 .narrow(3, start, tiling.clip_px)
                 .map_err(terr("window"))?;
@@ -335,9 +378,13 @@ impl StableDiffusion {
             };
             let latents =
                 self.img2img_window(run, text, &window, repaint, window_latents.as_ref())?;
+            if let Some(r) = clip_resume {
+                r.save_clip(&latents, run.noise)?;
+            }
             clips.push(self.decode_latents(&latents)?);
             previous = Some(latents);
         }
+        run.resume = resume;
         progress.finish();
         join_clips(&clips, &starts, total)
     }

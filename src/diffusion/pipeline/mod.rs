@@ -6,6 +6,7 @@
 //! sees its own dtype. Classifier-free guidance runs the unconditional and
 //! the conditional branch as one batch, as diffusers does.
 
+pub mod checkpoint;
 pub mod load;
 pub mod longform;
 
@@ -17,6 +18,7 @@ use crate::error::terr;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::spectrogram::SpectrogramImage;
+pub use checkpoint::{Checkpoints, Resume, Saved};
 pub use load::{find_weights, px_of_ms, LoadOptions, StableDiffusion, SPECTROGRAM_FILE};
 
 /// Text conditioning of a batch: the prompt's embeddings and, for guidance,
@@ -89,6 +91,25 @@ pub struct SamplingRun<'a> {
     pub noise: &'a mut dyn NoiseSource,
     /// Receives the denoising steps; returning `false` cancels.
     pub progress: &'a dyn Progress,
+    /// Where the denoising loop saves its state and picks it up again
+    /// (`None`: nothing is saved).
+    pub resume: Option<Resume<'a>>,
+}
+
+impl<'a> SamplingRun<'a> {
+    /// A run that saves nothing.
+    pub fn new(
+        settings: &'a SampleSettings,
+        noise: &'a mut dyn NoiseSource,
+        progress: &'a dyn Progress,
+    ) -> Self {
+        Self {
+            settings,
+            noise,
+            progress,
+            resume: None,
+        }
+    }
 }
 
 /// How much of an image img2img re-generates, and what it keeps.
@@ -352,6 +373,20 @@ pub fn denoise_with(
     let mut latents = latents.to_dtype(DType::F32).map_err(terr("latents"))?;
     let model = GuidedUnet::new(unet, text, run.settings.guidance);
     let n = sampler.timesteps().len();
+    let mut start = start;
+    if let Some(resume) = run.resume {
+        let shape = latents.dims().to_vec();
+        let device = latents.device().clone();
+        if let Some(r) = resume.restore_step(sampler, run.noise, &shape, &device)? {
+            run.progress.message(&format!(
+                "resuming at denoising step {} of {n}",
+                r.next_step + 1
+            ));
+            run.progress
+                .advance(r.next_step.saturating_sub(start) as u64);
+            (start, latents) = (r.next_step.max(start), r.latents);
+        }
+    }
     for i in start..n {
         let input = sampler
             .scale_model_input(&latents, i)
@@ -369,7 +404,11 @@ pub fn denoise_with(
             latents = blend(&original, &latents, &p.keep).map_err(terr("mask"))?;
         }
         check_finite(&latents, i)?;
-        if !run.progress.advance(1) {
+        let cancelled = !run.progress.advance(1);
+        if let Some(resume) = run.resume.filter(|r| cancelled || r.store.step_due()) {
+            resume.save_step(i + 1, &latents, sampler, run.noise)?;
+        }
+        if cancelled {
             return Err(Error::Cancelled);
         }
     }

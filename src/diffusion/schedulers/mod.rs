@@ -285,6 +285,16 @@ impl SamplerKind {
     }
 }
 
+/// What a multistep sampler remembers between steps (earlier model
+/// outputs, counters), so that a saved run continues exactly.
+#[derive(Debug, Clone, Default)]
+pub struct SamplerState {
+    /// Remembered tensors, in the sampler's own order.
+    pub tensors: Vec<candle_core::Tensor>,
+    /// Remembered counters.
+    pub counters: Vec<u64>,
+}
+
 /// One sampling run's state machine.
 pub trait Sampler: Send {
     /// The model-call timesteps, in calling order.
@@ -318,6 +328,21 @@ pub trait Sampler: Send {
         noise: &candle_core::Tensor,
         index: usize,
     ) -> candle_core::Result<candle_core::Tensor>;
+    /// What the sampler remembers between steps (nothing by default).
+    fn state(&self) -> SamplerState {
+        SamplerState::default()
+    }
+    /// Puts back a state [`Self::state`] returned after the same steps.
+    fn restore(&mut self, state: SamplerState) -> Result<()> {
+        if state.tensors.is_empty() && state.counters.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::param(
+                "scheduler",
+                "a saved state for another sampler (this one keeps none)",
+            ))
+        }
+    }
 }
 
 #[cfg(test)]

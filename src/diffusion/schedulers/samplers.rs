@@ -3,7 +3,7 @@
 
 use candle_core::{DType, Tensor};
 
-use super::{spaced_timesteps, NoiseSource, Sampler, SchedulerConfig};
+use super::{spaced_timesteps, NoiseSource, Sampler, SamplerState, SchedulerConfig};
 use crate::error::{Error, Result};
 
 fn terr(e: candle_core::Error) -> Error {
@@ -279,6 +279,34 @@ impl Sampler for Pndm {
     fn add_noise(&self, x: &Tensor, noise: &Tensor, index: usize) -> candle_core::Result<Tensor> {
         noise_to(self.abar.at(self.timesteps[index] as i64), x, noise)
     }
+    fn state(&self) -> SamplerState {
+        let mut tensors = self.ets.clone();
+        tensors.extend(self.cur_sample.clone());
+        SamplerState {
+            tensors,
+            counters: vec![self.counter as u64, self.ets.len() as u64],
+        }
+    }
+    fn restore(&mut self, mut state: SamplerState) -> Result<()> {
+        let [counter, ets] = state.counters[..] else {
+            return Err(Error::param(
+                "scheduler",
+                "a saved state for another sampler",
+            ));
+        };
+        let ets = ets as usize;
+        if ets > state.tensors.len() || state.tensors.len() > ets + 1 {
+            return Err(Error::param(
+                "scheduler",
+                "a saved state for another sampler",
+            ));
+        }
+        self.cur_sample = state.tensors.get(ets).cloned();
+        state.tensors.truncate(ets);
+        self.ets = state.tensors;
+        self.counter = counter as usize;
+        Ok(())
+    }
 }
 
 /// Euler ancestral ("linspace" spacing by default): an Euler step to
@@ -456,5 +484,22 @@ impl Sampler for DpmSolverPp2m {
         let (alpha, sigma) = Self::alpha_sigma(self.sigmas[index]);
         let dtype = x.dtype();
         axpby(alpha, &f32_of(x)?, sigma, &f32_of(noise)?)?.to_dtype(dtype)
+    }
+    fn state(&self) -> SamplerState {
+        SamplerState {
+            tensors: self.previous.iter().cloned().collect(),
+            counters: vec![self.lower_order_nums as u64],
+        }
+    }
+    fn restore(&mut self, mut state: SamplerState) -> Result<()> {
+        let ([lower], 0..=1) = (&state.counters[..], state.tensors.len()) else {
+            return Err(Error::param(
+                "scheduler",
+                "a saved state for another sampler",
+            ));
+        };
+        self.lower_order_nums = *lower as usize;
+        self.previous = state.tensors.pop();
+        Ok(())
     }
 }
