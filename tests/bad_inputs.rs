@@ -728,7 +728,7 @@ fn an_interrupted_generation_continues_on_rerun() {
     let first = child.wait_with_output().unwrap();
     fails_with(
         &first,
-        &["interrupted", ".partial", "run the same command again"],
+        &["cancelled", ".partial", "run the same request again"],
     );
     assert!(out.join(".partial").is_dir());
     let written: Vec<_> = files_in(&out).into_iter().filter(|p| p.is_file()).collect();
