@@ -37,7 +37,8 @@ impl WavFormat {
     }
 }
 
-/// Reads an audio file (WAV, MP3, FLAC, OGG Vorbis) into planar `f32`
+/// Reads an audio file (WAV, AIFF, FLAC, MP3, OGG Vorbis, AAC or ALAC in
+/// M4A / MP4, CAF or MKV) into planar `f32`
 /// samples at the file's own rate and channel count.
 ///
 /// Errors name the file: unreadable, not audio, truncated, empty, or holding
@@ -70,7 +71,17 @@ fn decode_unguarded(bytes: Vec<u8>, path: &Path) -> Result<Audio> {
     }
     let is_riff = bytes.len() >= 12 && &bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WAVE";
     let (channels, rate) = if is_riff {
-        match decode_wav(&bytes) {
+        let whole_frames;
+        let mut wav: &[u8] = &bytes;
+        if let Some((patched, stray)) = without_partial_frame(&bytes) {
+            tracing::warn!(
+                "{}: the data chunk ends in {stray} bytes short of a whole frame; they are dropped",
+                path.display()
+            );
+            whole_frames = patched;
+            wav = &whole_frames;
+        }
+        match decode_wav(wav) {
             Ok(v) => v,
             // hound reads PCM and float WAV; other codecs go to symphonia.
             Err(WavError::Header(hound::Error::Unsupported)) => decode_symphonia(bytes, path)?,
@@ -96,6 +107,34 @@ pub fn read_audio_as(path: &Path, sample_rate_hz: u32, layout: ChannelLayout) ->
 }
 
 type Planar = (Vec<Vec<f32>>, u32);
+
+/// A WAV whose data chunk is not a whole number of frames (as some DAW
+/// exports leave it, after JUNK / bext / LGWV chunks), with the chunk's
+/// length rounded down to whole frames; and how many bytes were dropped.
+/// `None` when the chunks are whole or cannot be walked.
+fn without_partial_frame(bytes: &[u8]) -> Option<(Vec<u8>, usize)> {
+    let u16_at = |i: usize| Some(u16::from_le_bytes(bytes.get(i..i + 2)?.try_into().ok()?));
+    let u32_at = |i: usize| Some(u32::from_le_bytes(bytes.get(i..i + 4)?.try_into().ok()?));
+    let (mut pos, mut block_align) = (12usize, None);
+    while pos + 8 <= bytes.len() {
+        let size = u32_at(pos + 4)? as usize;
+        match &bytes[pos..pos + 4] {
+            b"fmt " => block_align = Some(u16_at(pos + 20)? as usize).filter(|&b| b > 0),
+            b"data" => {
+                let stray = size % block_align?;
+                if stray == 0 {
+                    return None;
+                }
+                let mut patched = bytes.to_vec();
+                patched[pos + 4..pos + 8].copy_from_slice(&((size - stray) as u32).to_le_bytes());
+                return Some((patched, stray));
+            }
+            _ => {}
+        }
+        pos = pos.checked_add(8 + size + size % 2)?;
+    }
+    None
+}
 
 /// Why hound could not read a WAV file.
 enum WavError {

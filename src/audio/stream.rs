@@ -282,12 +282,14 @@ mod tests {
     #[test]
     fn streams_compressed_formats_and_refuses_garbage() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/formats");
-        let mut s = AudioStream::open(&root.join("tone_48k_stereo.ogg")).unwrap();
-        let mut total = 0;
-        while let Some(b) = s.next_mono().unwrap() {
-            total += b.len();
+        for name in ["ogg", "m4a", "alac.m4a", "aiff", "daw.wav"] {
+            let mut s = AudioStream::open(&root.join(format!("tone_48k_stereo.{name}"))).unwrap();
+            let mut total = 0;
+            while let Some(b) = s.next_mono().unwrap() {
+                total += b.len();
+            }
+            assert!((total as i64 - 24000).abs() < 2400, "{name}: {total}");
         }
-        assert!((total as i64 - 24000).abs() < 2400);
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.mp3");
         std::fs::write(&p, "not audio at all").unwrap();
