@@ -52,11 +52,18 @@ pub fn fold(name: &str) -> String {
 }
 
 /// A looser key: [`fold`]'s, with the sounds Tamil script writes alike
-/// merged (g and h into k, d into t, b into p, c and j into s) and doubled
-/// consonants single.
+/// merged (g and h into k, d into t, b into p, c and j into s), doubled
+/// consonants single, and a final `-am` or `-a` dropped (Sanskrit, Tamil
+/// and Kannada endings of one name: Shankarabharana / Shankarabharanam).
 pub fn loose_key(name: &str) -> String {
+    let folded = fold(name);
+    let stem = folded
+        .strip_suffix("am")
+        .or_else(|| folded.strip_suffix('a'))
+        .filter(|s| s.len() >= 3)
+        .unwrap_or(&folded);
     let mut out = String::new();
-    for c in fold(name).chars() {
+    for c in stem.chars() {
         let c = match c {
             'g' | 'h' => 'k',
             'd' => 't',

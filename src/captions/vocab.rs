@@ -816,6 +816,15 @@ mod tests {
             ("Ritigaula", "Reetigowla"),
             ("kalyāṇi", "Kalyani"),
             ("Dheerasankarabharanam", "Shankarabharanam"),
+            ("Shankarabharana", "Shankarabharanam"),
+            ("Natikurunji", "Natakurinji"),
+            ("Hindola", "Hindolam"),
+            // Hindustani names of the same scales
+            ("Yaman", "Kalyani"),
+            ("Bhoopali", "Mohanam"),
+            ("Bhupali", "Mohanam"),
+            ("Malkauns", "Hindolam"),
+            ("Bhairav", "Mayamalavagowla"),
         ] {
             assert_eq!(
                 v.raga(a).unwrap().name,
