@@ -487,6 +487,18 @@ fn fuzz_findings_are_clear_errors() {
             &["zero-rate-riff-in.flac", "cannot decode audio"],
         );
     }
+    // a float WAV whose samples reach 3e37: the resampler's FFT overflowed
+    // and rubato panicked
+    let found = data("fuzz/huge-float-samples.wav").display().to_string();
+    for args in [
+        vec!["audio-to-image", &found, &png],
+        vec!["classify", &found],
+    ] {
+        fails_with(
+            &run_cli(&args),
+            &["huge-float-samples.wav", "far outside any audio's range"],
+        );
+    }
     assert!(files_in(tmp.path()).is_empty());
 }
 

@@ -103,7 +103,13 @@ fn decode_unguarded(bytes: Vec<u8>, path: &Path) -> Result<Audio> {
 /// Reads an audio file and converts it to `sample_rate_hz` and `layout`.
 pub fn read_audio_as(path: &Path, sample_rate_hz: u32, layout: ChannelLayout) -> Result<Audio> {
     let audio = read_audio(path)?.with_layout(layout);
-    resample(&audio, sample_rate_hz)
+    resample(&audio, sample_rate_hz).map_err(|e| match e {
+        Error::Resample(reason) => Error::AudioDecode {
+            path: path.to_path_buf(),
+            reason,
+        },
+        other => other,
+    })
 }
 
 type Planar = (Vec<Vec<f32>>, u32);

@@ -9,6 +9,11 @@ use crate::error::{Error, Result};
 /// Input frames per resampler call.
 const CHUNK_FRAMES: usize = 4096;
 
+/// The largest sample magnitude the resampler takes. Far beyond any audio
+/// (full scale is 1), and far enough below f32's range that its FFT cannot
+/// overflow to infinity.
+pub const MAX_ABS_SAMPLE: f32 = 1e30;
+
 /// Converts `audio` to `target_hz`. Returns a copy when the rate already
 /// matches. The output has `round(len * target / source)` samples; the
 /// resampler's delay is removed to within half an output sample.
@@ -21,6 +26,20 @@ pub fn resample(audio: &Audio, target_hz: u32) -> Result<Audio> {
     if audio.sample_rate_hz == target_hz {
         return Ok(audio.clone());
     }
+    let peak = audio.peak();
+    if peak > MAX_ABS_SAMPLE {
+        return Err(Error::Resample(format!(
+            "sample values reach {peak:e}, far outside any audio's range (full scale is 1; \
+             at most {MAX_ABS_SAMPLE:e} can be resampled)"
+        )));
+    }
+    crate::panic_guard::guarded(
+        || convert(audio, target_hz),
+        |why| Error::Resample(format!("the resampler failed ({why})")),
+    )
+}
+
+fn convert(audio: &Audio, target_hz: u32) -> Result<Audio> {
     let n_ch = audio.num_channels();
     let mut rs = FftFixedIn::<f32>::new(
         audio.sample_rate_hz as usize,
@@ -67,6 +86,19 @@ mod tests {
         (0..n)
             .map(|i| (i as f32 * freq * std::f32::consts::TAU / rate as f32).sin())
             .collect()
+    }
+
+    #[test]
+    fn absurd_sample_values_are_refused_not_a_panic() {
+        // found by fuzzing: a float WAV whose samples reach ~1e37 made the
+        // resampler's FFT overflow and rubato panic
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/fuzz/huge-float-samples.wav");
+        let audio = crate::audio::read_audio(&path).unwrap();
+        let e = resample(&audio, 22_050).unwrap_err().to_string();
+        assert!(e.contains("far outside any audio's range"), "{e}");
+        let loud = Audio::new(vec![vec![1e31; 8000]], 8000, "t").unwrap();
+        assert!(resample(&loud, 16_000).is_err());
     }
 
     #[test]
