@@ -18,8 +18,10 @@ use crate::progress::{NoProgress, Progress};
 use crate::spectrogram::image::{read_png, write_png};
 use crate::spectrogram::{InversionSettings, SpectrogramConverter, SpectrogramParams};
 
-/// Audio file extensions a folder batch picks up.
-pub const AUDIO_EXTENSIONS: [&str; 5] = ["wav", "mp3", "flac", "ogg", "oga"];
+/// Audio file extensions a folder batch or a labelled folder picks up.
+pub const AUDIO_EXTENSIONS: [&str; 9] = [
+    "wav", "mp3", "flac", "ogg", "oga", "m4a", "mp4", "aif", "aiff",
+];
 
 /// What an audio -> image conversion produced.
 #[derive(Debug, Clone, serde::Serialize)]

@@ -53,13 +53,22 @@ pub fn fold(name: &str) -> String {
 
 /// A looser key: [`fold`]'s, with the sounds Tamil script writes alike
 /// merged (g and h into k, d into t, b into p, c and j into s), doubled
-/// consonants single, and a final `-am` or `-a` dropped (Sanskrit, Tamil
-/// and Kannada endings of one name: Shankarabharana / Shankarabharanam).
+/// consonants single, a final `-ini` read as `-ani` (Shivaranjini /
+/// Shivaranjani), and the endings of one name in different languages
+/// dropped: `-am` and `-a` (Shankarabharanam / Shankarabharana), Tamil
+/// `-ai` (Gowlai / Gowla) and Kannada and Telugu `-u` after a consonant
+/// (Navaroju / Navaroj).
 pub fn loose_key(name: &str) -> String {
-    let folded = fold(name);
+    let mut folded = fold(name);
+    if let Some(s) = folded.strip_suffix("ini") {
+        folded = format!("{s}ani");
+    }
+    let after_consonant = |s: &str| s.chars().last().is_some_and(|c| !is_vowel(c));
     let stem = folded
         .strip_suffix("am")
+        .or_else(|| folded.strip_suffix("ai"))
         .or_else(|| folded.strip_suffix('a'))
+        .or_else(|| folded.strip_suffix('u').filter(|s| after_consonant(s)))
         .filter(|s| s.len() >= 3)
         .unwrap_or(&folded);
     let mut out = String::new();

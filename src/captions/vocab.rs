@@ -33,6 +33,10 @@ pub struct Raga {
     pub pitch_classes: Vec<u8>,
     /// One of the 40 ragas of the CompMusic recognition dataset.
     pub compmusic: bool,
+    /// Commonly performed in concerts: every janya of the vocabulary, and
+    /// the melakartas marked `concert = true` (most of the 72 are rarely
+    /// sung; the raga scorer leans away from those).
+    pub concert: bool,
 }
 
 impl Raga {
@@ -171,6 +175,8 @@ struct RawMela {
     aliases: Vec<String>,
     #[serde(default)]
     compmusic: bool,
+    #[serde(default)]
+    concert: bool,
 }
 
 #[derive(Deserialize)]
@@ -381,6 +387,7 @@ fn melakarta_raga(m: RawMela) -> Result<Raga> {
         anya: vec![],
         pitch_classes: scale.iter().map(|s| s.semitones()).collect(),
         compmusic: m.compmusic,
+        concert: m.concert,
     })
 }
 
@@ -422,6 +429,7 @@ fn janya_raga(r: RawRaga) -> Result<Raga> {
         anya,
         pitch_classes,
         compmusic: r.compmusic,
+        concert: true,
     })
 }
 
@@ -825,6 +833,25 @@ mod tests {
             ("Bhupali", "Mohanam"),
             ("Malkauns", "Hindolam"),
             ("Bhairav", "Mayamalavagowla"),
+            ("Darbari", "Darbari Kanada"),
+            ("Yaman Kalyan", "Yaman Kalyani"),
+            // Tamil -ai, Kannada/Telugu -u, -ini for -ani, th/t, ee/i, w/v
+            ("Mayamalavagowlai", "Mayamalavagowla"),
+            ("Navaroju", "Navaroj"),
+            ("Shivaranjini", "Shivaranjani"),
+            ("Karnaranjini", "Karnaranjani"),
+            ("Sumanasaranjini", "Sumanesaranjani"),
+            ("Chandrajyothi", "Chandrajyoti"),
+            ("Kalavathi", "Kalavati"),
+            ("Saraswathi", "Saraswati"),
+            ("Bhaageshri", "Bageshri"),
+            ("Shreeraga", "Sri"),
+            ("Dwijavanthi", "Dwijavanti"),
+            ("Brindavana Sarangaa", "Brindavana Saranga"),
+            ("Punnaagavaraali", "Punnagavarali"),
+            ("Navarasa Kannadam", "Navarasa Kannada"),
+            ("Hameer Kalyani", "Hamir Kalyani"),
+            ("Peelu", "Pilu"),
         ] {
             assert_eq!(
                 v.raga(a).unwrap().name,

@@ -26,7 +26,7 @@ pub struct AnalyzeArgs {
     /// swaras.
     #[arg(long)]
     raga: Option<String>,
-    /// Classifier folder; the built-in default CNN when absent.
+    /// Classifier folder; the built-in raga ear when absent.
     #[arg(long)]
     model: Option<PathBuf>,
     /// Where to write the figure (default: INPUT's name with

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use ragafusion::overlay::from_fields;
 use ragafusion::raga::classifier::Classifier;
-use ragafusion::raga::jobs::{evaluate_folder, train_classifier as train_job};
+use ragafusion::raga::jobs::{evaluate_folder, train_classifier as train_job, EvaluateOptions};
 use ragafusion::raga::jobs::{ClassifierJob, ClassifierKind};
 use serde::Serialize;
 
@@ -65,8 +65,8 @@ pub fn train_classifier(a: TrainClassifierArgs) -> anyhow::Result<ExitCode> {
 pub struct ClassifyArgs {
     /// Audio file, or a spectrogram PNG.
     input: PathBuf,
-    /// Classifier folder (`config.json` + `model.safetensors`); the
-    /// built-in default CNN when absent.
+    /// Classifier folder (its `config.json` names the kind); the built-in
+    /// raga ear when absent.
     #[arg(long)]
     model: Option<PathBuf>,
     /// Tonic in Hz (estimated when absent).
@@ -94,7 +94,7 @@ pub fn classify(a: ClassifyArgs) -> anyhow::Result<ExitCode> {
 /// Arguments of `evaluate`.
 #[derive(Debug, Args)]
 pub struct EvaluateArgs {
-    /// Classifier folder; the built-in default CNN when absent.
+    /// Classifier folder; the built-in raga ear when absent.
     #[arg(long)]
     model: Option<PathBuf>,
     /// Folder of labelled clips (WAV + JSON label) to evaluate on.
@@ -106,17 +106,20 @@ pub struct EvaluateArgs {
     /// Use the labels' tonics instead of estimating them.
     #[arg(long)]
     label_tonic: bool,
+    /// List clips whose label names a raga the classifier does not know
+    /// in metrics.json (`skipped`) instead of failing.
+    #[arg(long)]
+    skip_unknown: bool,
 }
 
 /// Runs `evaluate`: top-1 / top-3 accuracy and the confusion matrix (CSV
 /// and PNG, over the ragas that occur).
 pub fn evaluate(a: EvaluateArgs) -> anyhow::Result<ExitCode> {
-    let model = Classifier::load_or_builtin(a.model.as_deref())?;
-    let name = a
-        .model
-        .as_ref()
-        .map_or_else(|| "built-in".into(), |p| p.display().to_string());
-    let metrics = evaluate_folder(&model, &name, &a.data, a.label_tonic, &a.out, &Bar::new())?;
+    let opts = EvaluateOptions {
+        label_tonic: a.label_tonic,
+        skip_unknown: a.skip_unknown,
+    };
+    let metrics = evaluate_folder(a.model.as_deref(), &a.data, opts, &a.out, &Bar::new())?;
     println!("{}", serde_json::to_string_pretty(&metrics)?);
     Ok(ExitCode::SUCCESS)
 }

@@ -44,12 +44,29 @@ pub fn load_judges(exp: &Resolved) -> Result<(Judges, JudgesInfo)> {
         }
     };
     let cnn =
-        match Classifier::load_or_builtin(spec.cnn.as_deref()).map_err(within("cnn"))? {
+        match spec
+            .cnn
+            .as_deref()
+            .map_or_else(
+                || Classifier::builtin_cnn_model().map(Classifier::Cnn),
+                Classifier::load,
+            )
+            .map_err(within("cnn"))?
+        {
             Classifier::Cnn(m) => m,
             Classifier::Knn(_) => return Err(Error::invalid_data(
                 &exp.file,
                 "classifiers.cnn: that folder holds a kNN classifier; name it as classifiers.knn",
             )),
+            other @ (Classifier::Grammar(_) | Classifier::Fused(_)) => {
+                return Err(Error::invalid_data(
+                    &exp.file,
+                    format!(
+                        "classifiers.cnn: that folder holds a {} classifier, not a CNN",
+                        other.kind()
+                    ),
+                ))
+            }
         };
     let knn =
         match spec
@@ -65,6 +82,15 @@ pub fn load_judges(exp: &Resolved) -> Result<(Judges, JudgesInfo)> {
                 &exp.file,
                 "classifiers.knn: that folder holds a CNN classifier; name it as classifiers.cnn",
             )),
+            Some(other @ (Classifier::Grammar(_) | Classifier::Fused(_))) => {
+                return Err(Error::invalid_data(
+                    &exp.file,
+                    format!(
+                        "classifiers.knn: that folder holds a {} classifier, not a kNN",
+                        other.kind()
+                    ),
+                ))
+            }
         };
     let reference = exp.reference().map(|b| b.name.clone());
     let info = JudgesInfo {

@@ -7,10 +7,13 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::cnn::{CnnModel, CNN_KIND};
+use super::fused::{FusedModel, FUSED_KIND};
+use super::grammar::{GrammarModel, GRAMMAR_KIND};
 use super::knn::{track_features, KnnModel};
+use super::melody::Melody;
 use super::pitch::{pyin, PitchTrack, PyinParams};
 use super::pitch_image::pitch_image;
-use super::tonic::estimate_tonic;
+use super::tonic::{estimate_tonic, TonicEvidence};
 use super::verdict::{judge, PitchedContent, Verdict, MIN_VOICED_SHARE};
 use crate::audio::{resample, ChannelLayout};
 use crate::error::{Error, Result};
@@ -18,11 +21,13 @@ use crate::fsutil::read_bytes;
 use crate::progress::NoProgress;
 use crate::spectrogram::{InversionSettings, LoadedImage, SpectrogramConverter, SpectrogramParams};
 
-/// The built-in default classifier's config (a CNN over every raga of the
-/// built-in vocabulary; see `checkpoints/raga-cnn/README.md`).
-const DEFAULT_CONFIG: &[u8] = include_bytes!("../../checkpoints/raga-cnn/config.json");
-/// The built-in default classifier's weights.
-const DEFAULT_WEIGHTS: &[u8] = include_bytes!("../../checkpoints/raga-cnn/model.safetensors");
+/// The built-in default classifier's config: the grammar scorer fused with
+/// the built-in CNN (see `checkpoints/raga-ear/README.md`).
+const EAR_CONFIG: &[u8] = include_bytes!("../../checkpoints/raga-ear/config.json");
+/// The built-in CNN's config (see `checkpoints/raga-cnn/README.md`).
+const CNN_CONFIG: &[u8] = include_bytes!("../../checkpoints/raga-cnn/config.json");
+/// The built-in CNN's weights.
+const CNN_WEIGHTS: &[u8] = include_bytes!("../../checkpoints/raga-cnn/model.safetensors");
 
 /// Sample rate the classifiers work at (Hz).
 pub const ANALYSIS_RATE_HZ: u32 = 44100;
@@ -47,6 +52,10 @@ pub enum Classifier {
     Knn(KnnModel),
     /// Spectrogram CNN.
     Cnn(CnnModel),
+    /// Music-theory scorer (no fitted weights).
+    Grammar(GrammarModel),
+    /// The grammar scorer and a CNN together (the built-in default).
+    Fused(Box<FusedModel>),
 }
 
 /// A verdict: the tonic used and every raga with its score, best first.
@@ -106,23 +115,41 @@ impl Classifier {
         match v["kind"].as_str() {
             Some(CNN_KIND) => Ok(Classifier::Cnn(CnnModel::load(dir)?)),
             Some("pcd-tdms-knn") => Ok(Classifier::Knn(KnnModel::load(dir)?)),
+            Some(GRAMMAR_KIND) => Ok(Classifier::Grammar(GrammarModel::load(dir)?)),
+            Some(FUSED_KIND) => Ok(Classifier::Fused(Box::new(FusedModel::load(dir)?))),
             other => Err(Error::InvalidData {
                 file: config_path.display().to_string(),
                 reason: format!(
-                    "field `kind` is {other:?}; expected `{CNN_KIND}` or `pcd-tdms-knn`"
+                    "field `kind` is {other:?}; expected `{CNN_KIND}`, `pcd-tdms-knn`, \
+                     `{GRAMMAR_KIND}` or `{FUSED_KIND}`"
                 ),
             }),
         }
     }
 
-    /// The default classifier built into the program.
+    /// The default classifier built into the program: the grammar scorer
+    /// fused with the built-in CNN.
     pub fn builtin() -> Result<Self> {
-        Ok(Classifier::Cnn(CnnModel::from_bytes(
-            DEFAULT_CONFIG,
-            DEFAULT_WEIGHTS,
+        let origin = "built-in checkpoints/raga-ear/config.json";
+        let config = serde_json::from_slice(EAR_CONFIG).map_err(|e| Error::InvalidData {
+            file: origin.into(),
+            reason: e.to_string(),
+        })?;
+        Ok(Classifier::Fused(Box::new(FusedModel::new(
+            config,
+            Self::builtin_cnn_model()?,
+            origin,
+        )?)))
+    }
+
+    /// The CNN built into the program (`checkpoints/raga-cnn`).
+    pub fn builtin_cnn_model() -> Result<CnnModel> {
+        CnnModel::from_bytes(
+            CNN_CONFIG,
+            CNN_WEIGHTS,
             "built-in checkpoints/raga-cnn/config.json",
             "built-in checkpoints/raga-cnn/model.safetensors",
-        )?))
+        )
     }
 
     /// `load(dir)` when a folder is given, the built-in default otherwise.
@@ -138,6 +165,8 @@ impl Classifier {
         match self {
             Classifier::Knn(m) => &m.config.kind,
             Classifier::Cnn(m) => &m.config.kind,
+            Classifier::Grammar(m) => &m.config.kind,
+            Classifier::Fused(m) => &m.config.kind,
         }
     }
 
@@ -146,6 +175,8 @@ impl Classifier {
         match self {
             Classifier::Knn(m) => &m.config.ragas,
             Classifier::Cnn(m) => &m.config.ragas,
+            Classifier::Grammar(m) => m.ragas(),
+            Classifier::Fused(m) => m.ragas(),
         }
     }
 
@@ -154,6 +185,8 @@ impl Classifier {
         match self {
             Classifier::Knn(m) => m.config.tonic_range_hz,
             Classifier::Cnn(m) => m.config.tonic_range_hz,
+            Classifier::Grammar(m) => m.config.tonic_range_hz,
+            Classifier::Fused(m) => m.grammar.config.tonic_range_hz,
         }
     }
 
@@ -214,20 +247,34 @@ impl Classifier {
     ) -> Result<Classification> {
         let rate = ANALYSIS_RATE_HZ;
         let pitched = PitchedContent::of(track);
+        if let Some(t) = tonic_hz {
+            crate::limits::in_range("tonic_hz", t, &crate::limits::TONIC_HZ, " Hz")?;
+        } else if pitched.voiced_share < MIN_VOICED_SHARE {
+            return Ok(Self::nothing(pitched));
+        }
+        match self {
+            Classifier::Grammar(m) => {
+                return classify_by_grammar(m, samples, track, tonic_hz, pitched)
+            }
+            Classifier::Fused(m) => {
+                let by_grammar =
+                    classify_by_grammar(&m.grammar, samples, track, tonic_hz, pitched)?;
+                let by_cnn = cnn_ranking(&m.cnn, samples, by_grammar.tonic_hz)?;
+                return Ok(Classification {
+                    ranked: m.combine(&by_grammar.ranked, &by_cnn),
+                    ..by_grammar
+                });
+            }
+            _ => {}
+        }
         let tonic = match tonic_hz {
-            Some(t) => crate::limits::in_range("tonic_hz", t, &crate::limits::TONIC_HZ, " Hz")?,
-            None if pitched.voiced_share < MIN_VOICED_SHARE => return Ok(Self::nothing(pitched)),
+            Some(t) => t,
             None => estimate_tonic(samples, rate, track, self.tonic_range_hz())?.tonic_hz,
         };
         let ranked = match self {
             Classifier::Knn(m) => m.predict(&track_features(track, tonic)),
-            Classifier::Cnn(m) => {
-                let params = SpectrogramParams::default();
-                let audio = crate::audio::Audio::new(vec![samples.to_vec()], rate, "clip")?;
-                let (image, _) =
-                    SpectrogramConverter::new(params.clone())?.image_from_audio(&audio)?;
-                m.predict(&image, &params, tonic)?
-            }
+            Classifier::Cnn(m) => cnn_ranking(m, samples, tonic)?,
+            Classifier::Grammar(_) | Classifier::Fused(_) => unreachable!("handled above"),
         };
         Ok(Classification {
             tonic_hz: tonic,
@@ -258,7 +305,9 @@ impl Classifier {
     ) -> Result<Classification> {
         let audio = || audio_of_image(loaded);
         match self {
-            Classifier::Knn(_) => self.classify_audio(&audio()?, tonic_hz),
+            Classifier::Knn(_) | Classifier::Grammar(_) | Classifier::Fused(_) => {
+                self.classify_audio(&audio()?, tonic_hz)
+            }
             Classifier::Cnn(m) => {
                 if loaded.params.step_ms != 10 {
                     return Err(Error::param(
@@ -297,6 +346,45 @@ impl Classifier {
     }
 }
 
+/// The CNN's ranking of mono audio at [`ANALYSIS_RATE_HZ`] around `tonic_hz`.
+fn cnn_ranking(m: &CnnModel, samples: &[f32], tonic_hz: f64) -> Result<Vec<(String, f64)>> {
+    let params = SpectrogramParams::default();
+    let audio = crate::audio::Audio::new(vec![samples.to_vec()], ANALYSIS_RATE_HZ, "clip")?;
+    let (image, _) = SpectrogramConverter::new(params.clone())?.image_from_audio(&audio)?;
+    m.predict(&image, &params, tonic_hz)
+}
+
+/// The grammar scorer's verdict: tonic candidates near the given tonic,
+/// or every pitch class weighed by the tonic evidence.
+fn classify_by_grammar(
+    m: &GrammarModel,
+    samples: &[f32],
+    track: &PitchTrack,
+    tonic_hz: Option<f64>,
+    pitched: PitchedContent,
+) -> Result<Classification> {
+    let melody = Melody::of(track, m.config.stable_weight);
+    let range = m.config.tonic_range_hz;
+    let (verdict, tonic) = match tonic_hz {
+        Some(t) => (m.score(&melody, &GrammarModel::tonics_near(t)), t),
+        None => {
+            let evidence = TonicEvidence::gather(samples, ANALYSIS_RATE_HZ, track)?;
+            let v = m.score(
+                &melody,
+                &GrammarModel::tonics_from_scores(&evidence.scores()),
+            );
+            let t = evidence.tonic_in_bin(v.tonic_bin, range)?;
+            (v, t)
+        }
+    };
+    Ok(Classification {
+        tonic_hz: tonic,
+        tonic_given: tonic_hz.is_some(),
+        ranked: verdict.ranked,
+        pitched: Some(pitched),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,7 +393,7 @@ mod tests {
     #[test]
     fn the_builtin_knows_every_vocabulary_raga() {
         let c = Classifier::builtin().unwrap();
-        assert_eq!(c.kind(), CNN_KIND);
+        assert_eq!(c.kind(), FUSED_KIND);
         let vocab = Vocabulary::builtin();
         assert_eq!(c.ragas().len(), vocab.ragas.len());
         for r in &vocab.ragas {
@@ -326,7 +414,7 @@ mod tests {
 
     #[test]
     fn images_with_other_column_steps_are_refused_by_the_cnn() {
-        let c = Classifier::builtin().unwrap();
+        let c = Classifier::Cnn(Classifier::builtin_cnn_model().unwrap());
         let params = SpectrogramParams {
             step_ms: 20,
             ..Default::default()

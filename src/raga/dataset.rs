@@ -29,13 +29,41 @@ pub struct LabelledClip {
     pub tonic_hz: Option<f64>,
 }
 
-/// Lists the labelled clips in `dir` (WAV files with a JSON label beside
+/// A label whose raga the vocabulary does not know.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct UnknownLabel {
+    /// The audio file.
+    pub file: PathBuf,
+    /// The raga as the label spells it.
+    pub raga: String,
+    /// Why it was not matched (with the nearest known names).
+    pub reason: String,
+}
+
+/// Lists the labelled clips in `dir` (audio files with a JSON label beside
 /// them), sorted by name. Labels naming an unknown raga are an error that
 /// names the file.
 pub fn list_labelled(dir: &Path, vocab: &Vocabulary) -> Result<Vec<LabelledClip>> {
-    let mut out = Vec::new();
-    for wav in crate::batch::list_files(dir, &["wav", "flac", "mp3", "ogg"])? {
-        let json = wav.with_extension("json");
+    let (clips, unknown) = list_labelled_known(dir, vocab)?;
+    match unknown.into_iter().next() {
+        Some(u) => Err(Error::InvalidData {
+            file: u.file.with_extension("json").display().to_string(),
+            reason: u.reason,
+        }),
+        None => Ok(clips),
+    }
+}
+
+/// Like [`list_labelled`], but labels naming a raga the vocabulary does
+/// not know are returned beside the clips instead of failing (real
+/// recordings' labels often do). At least one clip must be known.
+pub fn list_labelled_known(
+    dir: &Path,
+    vocab: &Vocabulary,
+) -> Result<(Vec<LabelledClip>, Vec<UnknownLabel>)> {
+    let (mut out, mut unknown) = (Vec::new(), Vec::new());
+    for audio in crate::batch::list_files(dir, &crate::batch::AUDIO_EXTENSIONS)? {
+        let json = audio.with_extension("json");
         if !json.exists() {
             continue;
         }
@@ -48,23 +76,35 @@ pub fn list_labelled(dir: &Path, vocab: &Vocabulary) -> Result<Vec<LabelledClip>
             file: json.display().to_string(),
             reason: "field `raga` missing or not a string".into(),
         })?;
-        let raga = vocab.raga(raga).map_err(|e| Error::InvalidData {
-            file: json.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        out.push(LabelledClip {
-            path: wav,
-            raga: raga.name.clone(),
-            tonic_hz: v["tonic_hz"].as_f64(),
+        match vocab.raga(raga) {
+            Ok(r) => out.push(LabelledClip {
+                path: audio,
+                raga: r.name.clone(),
+                tonic_hz: v["tonic_hz"].as_f64(),
+            }),
+            Err(e) => unknown.push(UnknownLabel {
+                file: audio,
+                raga: raga.to_string(),
+                reason: format!("field `raga`: {e}"),
+            }),
+        }
+    }
+    if out.is_empty() && unknown.is_empty() {
+        return Err(Error::InvalidData {
+            file: dir.display().to_string(),
+            reason: "no labelled clips (audio + JSON label pairs) in this folder".into(),
         });
     }
     if out.is_empty() {
         return Err(Error::InvalidData {
             file: dir.display().to_string(),
-            reason: "no labelled clips (WAV + JSON label pairs) in this folder".into(),
+            reason: format!(
+                "none of the {} labelled clips names a raga of the vocabulary",
+                unknown.len()
+            ),
         });
     }
-    Ok(out)
+    Ok((out, unknown))
 }
 
 /// Features of every clip (in parallel), using labelled tonics when

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use super::classifier::Classifier;
 use super::cnn::CnnConfig;
 use super::cnn_train::{train_cnn, Example, TrainOptions};
-use super::dataset::{features_of, list_labelled, pitch_images_of, InputSettings, LabelledClip};
+use super::dataset::{
+    features_of, list_labelled, list_labelled_known, pitch_images_of, InputSettings, LabelledClip,
+    UnknownLabel,
+};
 use super::evaluate::evaluate;
 use super::knn::KnnModel;
 use crate::captions::Vocabulary;
@@ -146,32 +149,64 @@ pub fn train_classifier(a: &ClassifierJob, progress: &dyn Progress) -> Result<St
     }
 }
 
-/// Measures `model` on the labelled clips in `data` (tonic from the labels
-/// when `label_tonic`, else estimated) and writes `metrics.json`,
-/// `confusion.csv` and `confusion.png` into `out`; returns the metrics.
-/// `model_name` is recorded as the model's origin.
+/// How `evaluate` reads its folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EvaluateOptions {
+    /// Use the labels' tonics instead of estimating them.
+    pub label_tonic: bool,
+    /// List clips whose label names a raga outside the vocabulary or the
+    /// classifier in `metrics.json` (`skipped`) instead of failing.
+    pub skip_unknown: bool,
+}
+
+/// Measures the classifier in `model_dir` (the built-in one when None) on
+/// the labelled clips in `data` and writes `metrics.json` (with every
+/// clip's top three), `confusion.csv` and `confusion.png` into `out`;
+/// returns the metrics.
 pub fn evaluate_folder(
-    model: &Classifier,
-    model_name: &str,
+    model_dir: Option<&Path>,
     data: &Path,
-    label_tonic: bool,
+    opts: EvaluateOptions,
     out: &Path,
     progress: &dyn Progress,
 ) -> Result<serde_json::Value> {
+    let model = &Classifier::load_or_builtin(model_dir)?;
+    let model_name = model_dir.map_or_else(|| "built-in".into(), |p| p.display().to_string());
     let vocab = Vocabulary::builtin();
-    let clips = list_labelled(data, vocab)?;
-    for c in &clips {
-        if !model.ragas().contains(&c.raga) {
+    let (mut clips, mut skipped) = list_labelled_known(data, vocab)?;
+    if !opts.skip_unknown {
+        if let Some(u) = skipped.first() {
             return Err(Error::invalid_data(
-                &c.path,
-                format!(
+                &u.file.with_extension("json"),
+                &u.reason,
+            ));
+        }
+    }
+    clips.retain(|c| {
+        let known = model.ragas().contains(&c.raga);
+        if !known {
+            skipped.push(UnknownLabel {
+                file: c.path.clone(),
+                raga: c.raga.clone(),
+                reason: format!(
                     "raga `{}` is not one the classifier knows ({} ragas)",
                     c.raga,
                     model.ragas().len()
                 ),
-            ));
+            });
         }
+        known
+    });
+    if let Some(u) = skipped.first().filter(|_| !opts.skip_unknown) {
+        return Err(Error::invalid_data(&u.file, &u.reason));
     }
+    if clips.is_empty() {
+        return Err(Error::invalid_data(
+            data,
+            "no clip names a raga the classifier knows",
+        ));
+    }
+    let label_tonic = opts.label_tonic;
     let predictions: Vec<Vec<String>> = match model {
         Classifier::Knn(m) => features_of(&clips, label_tonic, progress)?
             .iter()
@@ -197,10 +232,16 @@ pub fn evaluate_folder(
                 })
                 .collect::<Result<_>>()?
         }
+        _ => rankings_of(model, &clips, label_tonic, progress)?,
     };
     let truth: Vec<String> = clips.iter().map(|c| c.raga.clone()).collect();
     let e = evaluate(model.ragas(), &truth, &predictions).occurring();
     crate::fsutil::create_dir(out)?;
+    let per_clip: Vec<serde_json::Value> = clips
+        .iter()
+        .zip(&predictions)
+        .map(|(c, p)| serde_json::json!({"file": c.path, "raga": c.raga, "top3": &p[..p.len().min(3)]}))
+        .collect();
     let metrics = serde_json::json!({
         "model": model_name,
         "classifier": model.kind(),
@@ -210,6 +251,8 @@ pub fn evaluate_folder(
         "top1": e.top1,
         "top3": e.top3,
         "ragas": e.ragas,
+        "per_clip": per_clip,
+        "skipped": skipped,
     });
     write_json_atomic(&out.join("metrics.json"), &metrics)?;
     write_bytes_atomic(&out.join("confusion.csv"), e.confusion_csv().as_bytes())?;
@@ -223,4 +266,27 @@ pub fn evaluate_folder(
     let png = confusion_matrix(&title, &e.ragas, &e.confusion).encode_png()?;
     write_bytes_atomic(&out.join("confusion.png"), &png)?;
     Ok(metrics)
+}
+
+/// Every clip's ranking through the classifier's own `classify_file`
+/// (in parallel), for kinds without a batched path.
+fn rankings_of(
+    model: &Classifier,
+    clips: &[LabelledClip],
+    label_tonic: bool,
+    progress: &dyn Progress,
+) -> Result<Vec<Vec<String>>> {
+    use rayon::prelude::*;
+    progress.start(clips.len() as u64, "clips");
+    let out = clips
+        .par_iter()
+        .map(|c| {
+            let tonic = c.tonic_hz.filter(|_| label_tonic);
+            let ranked = model.classify_file(&c.path, tonic, None)?.ranked;
+            progress.advance(1);
+            Ok(ranked.into_iter().map(|(r, _)| r).collect())
+        })
+        .collect();
+    progress.finish();
+    out
 }
