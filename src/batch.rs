@@ -19,8 +19,8 @@ use crate::spectrogram::image::{read_png, write_png};
 use crate::spectrogram::{InversionSettings, SpectrogramConverter, SpectrogramParams};
 
 /// Audio file extensions a folder batch or a labelled folder picks up.
-pub const AUDIO_EXTENSIONS: [&str; 9] = [
-    "wav", "mp3", "flac", "ogg", "oga", "m4a", "mp4", "aif", "aiff",
+pub const AUDIO_EXTENSIONS: [&str; 10] = [
+    "wav", "mp3", "flac", "ogg", "oga", "opus", "m4a", "mp4", "aif", "aiff",
 ];
 
 /// What an audio -> image conversion produced.

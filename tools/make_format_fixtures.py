@@ -7,7 +7,8 @@ written the way real tools write it:
 - libsndfile (through soundfile, pinned in tools/requirements-riffusion.txt):
   MP3, OGG Vorbis, FLAC, 24-bit WAV, 32-bit float WAV, 8-bit WAV, AIFF;
 - ffmpeg (Debian's, `tools/install-format-tools.sh`): AAC and ALAC in
-  .m4a, Opus in .opus;
+  .m4a, Opus in .opus, and libopus's decode of that .opus (its first
+  0.25 s, 16-bit) as the reference for the Opus decoder;
 - sox (Debian's): 16-bit AIFF;
 - a DAW-style 24-bit WAV: soundfile's PCM_24 data behind the chunks DAWs
   add (JUNK, bext, LGWV) with a cue chunk after the data, and a data chunk
@@ -76,6 +77,12 @@ def main():
     subprocess.run(ff + ["-c:a", "aac", "-b:a", "256k", path("m4a")], check=True)
     subprocess.run(ff + ["-c:a", "alac", path("alac.m4a")], check=True)
     subprocess.run(ff + ["-c:a", "libopus", "-b:a", "64k", path("opus")], check=True)
+    # libopus's own decode of the first 0.25 s: the reference for ours
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-y", "-c:a", "libopus", "-i", path("opus"),
+         "-t", "0.25", "-c:a", "pcm_s16le", path("opus.libopus.wav")],
+        check=True,
+    )
     subprocess.run(["sox", path("wav"), "-b", "16", path("sox.aif")], check=True)
     whole = open(path("m4a"), "rb").read()
     open(os.path.join(out, "truncated.m4a"), "wb").write(whole[: len(whole) // 2])

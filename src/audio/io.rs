@@ -254,7 +254,7 @@ impl SymphoniaReader {
         {
             return Err(decode_err(why));
         }
-        let decoder = symphonia::default::get_codecs()
+        let decoder = super::opus::codecs()
             .make(&params, &DecoderOptions::default())
             .map_err(|e| decode_err(format!("unsupported codec ({e})")))?;
         Ok(SymphoniaReader {

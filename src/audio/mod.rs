@@ -6,6 +6,7 @@
 
 mod io;
 mod loudness;
+mod opus;
 mod resample;
 pub mod stream;
 
