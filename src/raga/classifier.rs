@@ -252,7 +252,13 @@ impl Classifier {
         } else if pitched.voiced_share < MIN_VOICED_SHARE {
             return Ok(Self::nothing(pitched));
         }
-        match self {
+        let tonic = || -> Result<f64> {
+            Ok(match tonic_hz {
+                Some(t) => t,
+                None => estimate_tonic(samples, rate, track, self.tonic_range_hz())?.tonic_hz,
+            })
+        };
+        let (tonic, ranked) = match self {
             Classifier::Grammar(m) => {
                 return classify_by_grammar(m, samples, track, tonic_hz, pitched)
             }
@@ -265,16 +271,14 @@ impl Classifier {
                     ..by_grammar
                 });
             }
-            _ => {}
-        }
-        let tonic = match tonic_hz {
-            Some(t) => t,
-            None => estimate_tonic(samples, rate, track, self.tonic_range_hz())?.tonic_hz,
-        };
-        let ranked = match self {
-            Classifier::Knn(m) => m.predict(&track_features(track, tonic)),
-            Classifier::Cnn(m) => cnn_ranking(m, samples, tonic)?,
-            Classifier::Grammar(_) | Classifier::Fused(_) => unreachable!("handled above"),
+            Classifier::Knn(m) => {
+                let t = tonic()?;
+                (t, m.predict(&track_features(track, t)))
+            }
+            Classifier::Cnn(m) => {
+                let t = tonic()?;
+                (t, cnn_ranking(m, samples, t)?)
+            }
         };
         Ok(Classification {
             tonic_hz: tonic,
