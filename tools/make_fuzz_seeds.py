@@ -58,7 +58,10 @@ def main():
     shutil.rmtree(SEEDS, ignore_errors=True)
     fmt = os.path.join(ROOT, "tests", "data", "formats", "tone_48k_stereo")
     put("audio", "short.wav", 0, small_wav())
-    for sel, ext, limit in ((1, "mp3", None), (2, "flac", 4096), (3, "ogg", None)):
+    # Opus comes in Ogg: the `ogg` hint (selector 3) serves it too
+    for sel, ext, limit in (
+        (1, "mp3", None), (2, "flac", 4096), (3, "ogg", None), (3, "opus", None),
+    ):
         with open(f"{fmt}.{ext}", "rb") as f:
             data = f.read()
         put("audio", f"tone.{ext}", sel, data[:limit] if limit else data)

@@ -816,6 +816,63 @@ mod tests {
     }
 
     #[test]
+    fn the_concert_ragas_users_asked_for_resolve_to_ragas_with_scales() {
+        let v = Vocabulary::builtin();
+        // Every name, as spelt in the request for them, with a variant.
+        for name in [
+            "Desh",
+            "Des",
+            "Punnagavarali",
+            "Shivaranjani",
+            "Sivaranjani",
+            "Brindavana Saranga",
+            "Brindavani Sarang",
+            "Dwijavanti",
+            "Jaijaivanti",
+            "Hamir Kalyani",
+            "Hamirkalyani",
+            "Navarasa Kannada",
+            "Navarasakannada",
+            "Sumanesaranjani",
+            "Madhukauns",
+            "Saraswati",
+            "Saraswathi",
+            "Jog",
+            "Joga",
+            "Pilu",
+            "Peelu",
+            "Yaman Kalyani",
+            "Yaman Kalyan",
+            "Karnaranjani",
+            "Karnaranjini",
+            "Chandrajyoti",
+            "Chandrajyothi",
+            "Kalavati",
+            "Kalavathi",
+            "Navaroj",
+            "Navaroju",
+            "Mand",
+            "Maand",
+            "Bageshri",
+            "Bageshree",
+            "Shankarabharana",
+            "Natikurunji",
+            "Bhairav",
+            "Bhoopali",
+            "Yaman",
+            "Malkauns",
+            "Darbari",
+        ] {
+            let r = v.raga(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(
+                r.pitch_classes.len() >= 5 && r.arohana.len() >= 5 && r.avarohana.len() >= 5,
+                "{name} -> {}",
+                r.name
+            );
+        }
+    }
+
+    #[test]
     fn lookup_folds_variants_and_suggests_neighbours() {
         let v = Vocabulary::builtin();
         for (a, b) in [
