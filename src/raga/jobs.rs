@@ -173,15 +173,11 @@ pub fn evaluate_folder(
     let model = &Classifier::load_or_builtin(model_dir)?;
     let model_name = model_dir.map_or_else(|| "built-in".into(), |p| p.display().to_string());
     let vocab = Vocabulary::builtin();
-    let (mut clips, mut skipped) = list_labelled_known(data, vocab)?;
-    if !opts.skip_unknown {
-        if let Some(u) = skipped.first() {
-            return Err(Error::invalid_data(
-                &u.file.with_extension("json"),
-                &u.reason,
-            ));
-        }
-    }
+    let (mut clips, mut skipped) = if opts.skip_unknown {
+        list_labelled_known(data, vocab)?
+    } else {
+        (list_labelled(data, vocab)?, Vec::new())
+    };
     clips.retain(|c| {
         let known = model.ragas().contains(&c.raga);
         if !known {
