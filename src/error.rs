@@ -133,6 +133,13 @@ pub enum Error {
     /// A long job was cancelled through its progress callback.
     #[error("cancelled")]
     Cancelled,
+
+    /// A job queue is full.
+    #[error("{waiting} jobs are already waiting; try again later")]
+    QueueFull {
+        /// Jobs waiting.
+        waiting: usize,
+    },
 }
 
 impl Error {

@@ -41,6 +41,7 @@
 //! - [`engine`] one request type, one generation loop per backend, output
 //!   writing and a job queue; [`train`] fine-tuning; [`compare`]
 //!   experiments over backends, prompts and seeds.
+//! - [`server`] the web studio and its JSON API.
 //!
 //! Converting audio to a spectrogram image:
 //!
@@ -78,6 +79,7 @@ pub mod panic_guard;
 pub mod plot;
 pub mod progress;
 pub mod raga;
+pub mod server;
 pub mod spectrogram;
 pub mod train;
 

@@ -58,6 +58,22 @@ pub fn sample_rate_problem(hz: u32) -> Option<String> {
     })
 }
 
+/// Longest prompt or negative prompt, characters (CLIP reads 77 tokens;
+/// MusicGen's T5 a few hundred).
+pub const MAX_PROMPT_CHARS: usize = 4000;
+
+/// `text` when it is at most [`MAX_PROMPT_CHARS`] characters long.
+pub fn prompt(field: &'static str, text: &str) -> Result<()> {
+    let n = text.chars().count();
+    if n > MAX_PROMPT_CHARS {
+        return Err(Error::param(
+            field,
+            format!("{n} characters is more than the limit of {MAX_PROMPT_CHARS}"),
+        ));
+    }
+    Ok(())
+}
+
 /// `v` when it is a finite number in `range`; otherwise an error naming
 /// `field` and the range, in `unit`.
 pub fn in_range(

@@ -9,18 +9,18 @@ use ragafusion::engine::jobs::{Job, JobEvent, JobState};
 use ragafusion::{GenerateRequest, JobQueue, ModelSpec};
 
 fn job(out: &Path, seed: u64, steps: usize) -> Job {
-    Job {
-        model: ModelSpec {
+    Job::generate(
+        ModelSpec {
             dir: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sd-tiny")),
             ..ModelSpec::default()
         },
-        request: GenerateRequest {
+        GenerateRequest {
             steps: Some(steps),
             name: Some(format!("s{seed}")),
             ..GenerateRequest::new("todi raga alapana", seed)
         },
-        out_dir: out.to_path_buf(),
-    }
+        out.to_path_buf(),
+    )
 }
 
 #[test]

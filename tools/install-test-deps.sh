@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # What the tests need beyond the Rust toolchain: headless Chromium (Debian's
-# `chromium` package) for the compare report test. Does nothing when a
+# `chromium` package) for the compare report test and the studio browser
+# test. Does nothing when a
 # `chromium` is already on the PATH (or RAGAFUSION_CHROMIUM names one).
 set -euo pipefail
 if [ -n "${RAGAFUSION_CHROMIUM:-}" ] || command -v chromium >/dev/null 2>&1; then

@@ -11,34 +11,73 @@ impl Vocabulary {
     /// is known, the one picked by `key`
     /// (e.g. a hash of the clip's id, so captions are stable across runs).
     pub fn caption(&self, fields: &CaptionFields, key: u64) -> String {
+        let pool = self.fillable(fields, |_| true);
+        if pool.is_empty() {
+            return "Carnatic music".into();
+        }
+        pool[(key % pool.len() as u64) as usize].clone()
+    }
+
+    /// A caption naming every field given (for a person who chose them):
+    /// among [`Vocabulary::caption`]'s templates, those using each of the
+    /// raga, tala, composer and instrument given, picked by `key`; when no
+    /// template uses them all, [`Vocabulary::caption`]'s choice with the
+    /// fields it leaves out added at the end.
+    pub fn caption_naming_all(&self, fields: &CaptionFields, key: u64) -> String {
+        let given = [
+            ("{raga}", &fields.raga),
+            ("{tala}", &fields.tala),
+            ("{composer}", &fields.composer),
+            ("{instrument}", &fields.instrument),
+        ];
+        let pool = self.fillable(fields, |t| {
+            given
+                .iter()
+                .all(|(slot, v)| v.is_none() || t.text.contains(slot))
+        });
+        if !pool.is_empty() {
+            return pool[(key % pool.len() as u64) as usize].clone();
+        }
+        let mut text = self.caption(fields, key);
+        let extra = [
+            fields.tala.as_ref().map(|t| format!("{t} tala")),
+            fields.composer.as_ref().map(|c| format!("composer {c}")),
+            fields.instrument.clone(),
+        ];
+        for e in extra.into_iter().flatten() {
+            if !text.contains(&e) {
+                text = format!("{text}, {e}");
+            }
+        }
+        text
+    }
+
+    /// The captions of the templates of `fields`' segment type (else the
+    /// `*` ones) that `fields` can fill, that name the raga when it is
+    /// known, and that `keep` accepts.
+    fn fillable(&self, fields: &CaptionFields, keep: impl Fn(&Template) -> bool) -> Vec<String> {
         let segment = fields
             .segment
             .as_deref()
             .and_then(|s| self.segment(s).ok())
             .map(|s| s.name.as_str());
         // A known raga is always named: that is what the model must learn.
-        let usable = |t: &&Template| fields.raga.is_none() || t.text.contains("{raga}");
-        let specific: Vec<String> = self
-            .templates
-            .iter()
-            .filter(|t| Some(t.segment.as_str()) == segment)
-            .filter(usable)
-            .filter_map(|t| t.render(fields))
-            .collect();
-        let pool = if specific.is_empty() {
+        let usable =
+            |t: &&Template| (fields.raga.is_none() || t.text.contains("{raga}")) && keep(t);
+        let of = |seg: Option<&str>| -> Vec<String> {
             self.templates
                 .iter()
-                .filter(|t| t.segment == "*")
+                .filter(|t| Some(t.segment.as_str()) == seg)
                 .filter(usable)
                 .filter_map(|t| t.render(fields))
                 .collect()
+        };
+        let specific = of(segment);
+        if specific.is_empty() {
+            of(Some("*"))
         } else {
             specific
-        };
-        if pool.is_empty() {
-            return "Carnatic music".into();
         }
-        pool[(key % pool.len() as u64) as usize].clone()
     }
 }
 
@@ -128,6 +167,28 @@ mod tests {
             assert!(v.caption(&f, k).contains("Mohanam"));
         }
         assert_eq!(v.caption(&CaptionFields::default(), 0), "Carnatic music");
+    }
+
+    #[test]
+    fn chosen_fields_are_all_named_when_a_template_can() {
+        let v = Vocabulary::builtin();
+        let f = CaptionFields {
+            raga: Some("Todi".into()),
+            instrument: Some("violin".into()),
+            ..Default::default()
+        };
+        for k in 0..20 {
+            let c = v.caption_naming_all(&f, k);
+            assert!(c.contains("Todi") && c.contains("violin"), "{c}");
+            let c = v.caption_naming_all(
+                &CaptionFields {
+                    segment: Some("alapana".into()),
+                    ..f.clone()
+                },
+                k,
+            );
+            assert!(c.contains("alapana") && c.contains("violin"), "{c}");
+        }
     }
 
     #[test]

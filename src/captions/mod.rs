@@ -1,6 +1,7 @@
 //! Caption vocabulary and templates: ragas (the 72 melakartas by rule plus
 //! janya ragas from data), talas, composers, instruments, segment types,
-//! with name lookup that folds spellings and suggests near names.
+//! with name lookup that folds spellings and suggests near names, and a
+//! search for pickers.
 //!
 //! The data lives in the repository's `captions/` folder and is built into
 //! the binary; [`Vocabulary::load_dir`] reads an edited copy.
@@ -9,6 +10,7 @@ pub mod caption;
 pub mod fold;
 pub mod indic;
 pub mod sampler;
+pub mod search;
 pub mod shruti;
 pub mod swara;
 pub mod templates;

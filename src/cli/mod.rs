@@ -12,6 +12,7 @@ mod musicgen;
 mod progress_bar;
 mod raga;
 mod sd_args;
+mod serve;
 mod text_encoder;
 mod train;
 mod train_parts;
@@ -95,6 +96,9 @@ enum Command {
     /// Frechet distances, speed and memory, as CSV, JSON and an offline
     /// HTML report.
     Compare(compare::CompareArgs),
+    /// Serve the web studio: generate, listen, inspect and compare in a
+    /// browser, over a JSON API (docs/server.md).
+    Serve(serve::ServeArgs),
 }
 
 /// Refuses NaN and infinite values of the chosen verb's number flags: no
@@ -149,5 +153,6 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::TrainLatentClassifier(a) => train_parts::train_latent_classifier(a),
         Command::ExportCheckpoint(a) => export::export_checkpoint_cmd(a),
         Command::Compare(a) => compare::compare(a),
+        Command::Serve(a) => serve::serve(a),
     }
 }

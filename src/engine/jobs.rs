@@ -1,6 +1,7 @@
-//! A queue of generation jobs run one at a time on a worker thread, for
-//! front ends that take several requests (the server): models loaded once
-//! and kept, a bounded queue, progress and outputs by job, cancellation.
+//! A queue of jobs (generation on a model, or a clip's analysis) run one
+//! at a time on a worker thread, for front ends that take several requests
+//! (the server): models loaded once and kept, a bounded queue, progress
+//! and outputs by job, cancellation.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -9,6 +10,7 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
+use super::analyze::{analyze_into, AnalyzeRequest};
 use super::request::GenerateRequest;
 use super::{Engine, ModelSpec};
 use crate::error::{Error, Result};
@@ -63,21 +65,46 @@ pub enum JobEvent {
     State(JobId, JobState),
     /// The job made progress: done of total in a stage.
     Progress(JobId, u64, u64, String),
-    /// The job wrote an output (its WAV).
+    /// The job wrote an output (a generation's WAV, an analysis's files).
     Output(JobId, PathBuf),
     /// The job reported a message.
     Message(JobId, String),
 }
 
-/// A job: which model, what to make, and where to write it.
+/// What a job does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Work {
+    /// Generation on a model.
+    Generate {
+        /// The model to run it on.
+        model: ModelSpec,
+        /// What to make.
+        request: Box<GenerateRequest>,
+    },
+    /// A clip's analysis with a raga classifier.
+    Analyze(AnalyzeRequest),
+}
+
+/// A job: what to do, and where to write it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Job {
-    /// The model to run it on.
-    pub model: ModelSpec,
-    /// What to make.
-    pub request: GenerateRequest,
+    /// What to do.
+    pub work: Work,
     /// Output folder.
     pub out_dir: PathBuf,
+}
+
+impl Job {
+    /// A generation job.
+    pub fn generate(model: ModelSpec, request: GenerateRequest, out_dir: PathBuf) -> Self {
+        Self {
+            work: Work::Generate {
+                model,
+                request: Box::new(request),
+            },
+            out_dir,
+        }
+    }
 }
 
 /// Loads the engine for a model (tests may stand in their own).
@@ -168,18 +195,30 @@ impl JobQueue {
         }
     }
 
-    /// Queues a job; refused when `capacity` jobs are already waiting.
+    /// Numbers later jobs after `id` (a front end whose history holds
+    /// jobs up to `id`).
+    pub fn number_after(&self, id: JobId) {
+        let mut st = self.shared.lock();
+        st.next_id = st.next_id.max(id);
+    }
+
+    /// Queues a job; refused with [`Error::QueueFull`] when `capacity` jobs
+    /// are already waiting.
     pub fn submit(&self, job: Job) -> Result<JobId> {
+        self.submit_numbered(|_| Ok(job))
+    }
+
+    /// Queues the job `make` builds for its id (a front end that keeps
+    /// each job's files under its id); `make` runs only when there is
+    /// room, and before the worker can see the job.
+    pub fn submit_numbered(&self, make: impl FnOnce(JobId) -> Result<Job>) -> Result<JobId> {
         let mut st = self.shared.lock();
         if st.pending.len() >= self.shared.capacity {
-            return Err(Error::param(
-                "queue",
-                format!(
-                    "{} jobs are already waiting; try again later",
-                    st.pending.len()
-                ),
-            ));
+            return Err(Error::QueueFull {
+                waiting: st.pending.len(),
+            });
         }
+        let job = make(st.next_id + 1)?;
         st.next_id += 1;
         let id = st.next_id;
         let status = JobStatus {
@@ -362,17 +401,26 @@ fn run_job(
     shared: &Shared,
     id: JobId,
 ) -> Result<()> {
-    let index = match engines.iter().position(|(s, _)| *s == job.model) {
+    let (model, request) = match &job.work {
+        Work::Generate { model, request } => (model, request),
+        Work::Analyze(request) => {
+            for file in analyze_into(request, &job.out_dir, progress)? {
+                shared.update(id, JobEvent::Output(id, file));
+            }
+            return Ok(());
+        }
+    };
+    let index = match engines.iter().position(|(s, _)| s == model) {
         Some(i) => i,
         None => {
             progress.start(0, "loading the model");
-            engines.push((job.model.clone(), loader(&job.model)?));
+            engines.push((model.clone(), loader(model)?));
             engines.len() - 1
         }
     };
     let engine = &engines[index].1;
     engine.generate_into(
-        &job.request,
+        request,
         &job.out_dir,
         super::defaults::CHECKPOINT_EVERY_S,
         progress,
@@ -387,11 +435,11 @@ mod tests {
     use std::sync::mpsc;
 
     fn job(prompt: &str) -> Job {
-        Job {
-            model: ModelSpec::default(),
-            request: GenerateRequest::new(prompt, 1),
-            out_dir: std::env::temp_dir(),
-        }
+        Job::generate(
+            ModelSpec::default(),
+            GenerateRequest::new(prompt, 1),
+            std::env::temp_dir(),
+        )
     }
 
     #[test]
@@ -410,7 +458,9 @@ mod tests {
         let events: Vec<JobEvent> = rx.try_iter().collect();
         assert!(events.contains(&JobEvent::State(a, JobState::Running)));
         assert_eq!(q.list().len(), 2);
-        assert_eq!(q.job(b).unwrap().request.prompt, "b");
+        assert!(
+            matches!(q.job(b).unwrap().work, Work::Generate { request, .. } if request.prompt == "b")
+        );
     }
 
     #[test]
@@ -430,16 +480,17 @@ mod tests {
             std::thread::yield_now();
         }
         let second = q.submit(job("second")).unwrap();
-        let e = q.submit(job("third")).unwrap_err().to_string();
-        assert!(e.contains("queue"), "{e}");
+        let e = q.submit(job("third")).unwrap_err();
+        assert!(matches!(e, Error::QueueFull { waiting: 1 }), "{e}");
         assert!(q.cancel(second));
         assert_eq!(q.wait(second).unwrap().state, JobState::Cancelled);
         assert!(!q.cancel(second), "a finished job cannot be cancelled");
         assert!(!q.cancel(99), "no such job");
         go.send(()).unwrap();
         assert!(matches!(q.wait(first).unwrap().state, JobState::Failed(_)));
-        // room again
-        assert!(q.submit(job("fourth")).is_ok());
+        // room again, numbered after the ids a front end's history holds
+        q.number_after(41);
+        assert_eq!(q.submit(job("fourth")).unwrap(), 42);
         go.send(()).unwrap();
     }
 }

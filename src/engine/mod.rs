@@ -10,9 +10,11 @@
 //! musicgen.rs   the MusicGen loop
 //! outputs.rs    Generated, and writing WAV / PNG / JSON sidecar
 //! resume.rs     an interrupted request's saved state, for the rerun
-//! jobs.rs       a queue of requests with progress events and cancel
+//! analyze.rs    an analysis job: a clip's figure and facts
+//! jobs.rs       a queue of jobs with progress events and cancel
 //! ```
 
+pub mod analyze;
 pub mod defaults;
 mod diffusion;
 pub mod jobs;
@@ -35,7 +37,8 @@ use crate::error::{Error, Result};
 use crate::musicgen::MusicGen;
 use crate::progress::Progress;
 
-pub use jobs::{Job, JobEvent, JobId, JobQueue, JobState, JobStatus};
+pub use analyze::AnalyzeRequest;
+pub use jobs::{Job, JobEvent, JobId, JobQueue, JobState, JobStatus, Work};
 pub use outputs::{slug, spectrogram_output, write_outputs, Generated};
 pub use request::{Backend, GenerateRequest, MusicgenOptions, Task};
 pub use resume::PartialDir;

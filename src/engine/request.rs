@@ -169,6 +169,13 @@ impl GenerateRequest {
     /// the field.
     pub fn check(&self, backend: Backend) -> Result<()> {
         limits::count("batch", self.batch, limits::MAX_BATCH)?;
+        limits::prompt("prompt", &self.prompt)?;
+        if let Some(n) = &self.negative {
+            limits::prompt("negative", n)?;
+        }
+        if let Task::Interpolate { to_prompt, .. } = &self.task {
+            limits::prompt("to", to_prompt)?;
+        }
         if let Some(s) = self.seconds {
             if !(s > 0.0 && s.is_finite()) {
                 return Err(Error::param(
@@ -361,6 +368,14 @@ mod tests {
                 },
                 Backend::Diffusion,
                 "steps",
+            ),
+            (
+                GenerateRequest {
+                    prompt: "kalyani ".repeat(1000),
+                    ..ok.clone()
+                },
+                Backend::Diffusion,
+                "prompt",
             ),
             (
                 GenerateRequest {

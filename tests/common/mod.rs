@@ -184,3 +184,4 @@ pub fn assert_no_seam(
         r.elsewhere
     );
 }
+pub mod server;
