@@ -76,17 +76,9 @@ fn modified(path: &Path) -> SystemTime {
 }
 
 /// Runs headless Chromium on `html` with a checking script appended:
-/// returns the script's JSON verdict. Chromium comes from
-/// `RAGAFUSION_CHROMIUM`, else `chromium` on the PATH
-/// (tools/install-test-deps.sh installs Debian's package).
+/// returns the script's JSON verdict (Chromium from `common::chromium`).
 fn chromium_check(html: &Path, work: &Path) -> serde_json::Value {
-    let chromium = std::env::var("RAGAFUSION_CHROMIUM").unwrap_or_else(|_| "chromium".into());
-    let probe = Command::new(&chromium).arg("--version").output();
-    assert!(
-        probe.as_ref().is_ok_and(|o| o.status.success()),
-        "headless Chromium is needed for the report test: run tools/install-test-deps.sh \
-         (Debian's chromium package) or set RAGAFUSION_CHROMIUM ({probe:?})"
-    );
+    let chromium = common::chromium();
     let script = r#"<script>
 window.addEventListener('load', async () => {
   const audios = [...document.querySelectorAll('audio')];
@@ -125,20 +117,13 @@ window.addEventListener('load', async () => {
         page.replace("</body>", &format!("{script}</body>")),
     )
     .unwrap();
-    let flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--virtual-time-budget=30000",
-    ];
+    let flags: Vec<&str> = common::HEADLESS_FLAGS
+        .into_iter()
+        .chain(["--virtual-time-budget=30000"])
+        .collect();
     let profile = format!("--user-data-dir={}", work.join("profile").display());
     let dom = Command::new(&chromium)
-        .args(flags)
+        .args(&flags)
         .arg(&profile)
         .arg("--dump-dom")
         .arg(format!("file://{}", checked.display()))
@@ -152,7 +137,7 @@ window.addEventListener('load', async () => {
     // and a screenshot of the report itself
     let shot = work.join("report.png");
     let status = Command::new(&chromium)
-        .args(flags)
+        .args(&flags)
         .arg(&profile)
         .arg("--window-size=1400,2000")
         .arg(format!("--screenshot={}", shot.display()))

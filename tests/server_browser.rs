@@ -40,17 +40,10 @@ impl Drop for Browser {
 
 impl Browser {
     fn launch(profile: &Path) -> Self {
-        let chromium = std::env::var("RAGAFUSION_CHROMIUM").unwrap_or_else(|_| "chromium".into());
+        let chromium = common::chromium();
         let mut child = Command::new(&chromium)
+            .args(common::HEADLESS_FLAGS)
             .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
                 "--mute-audio",
                 "--window-size=1280,900",
                 "--remote-debugging-port=0",
@@ -124,11 +117,14 @@ impl Browser {
         }
     }
 
-    /// Evaluates a JavaScript expression in the page (awaiting a promise).
+    /// Evaluates JavaScript in the page, in a block of its own (so its
+    /// `const`s do not meet the last call's); the value of its last
+    /// statement, a promise awaited.
     fn eval(&mut self, expression: &str) -> Value {
+        let block = format!("{{ {expression} }}");
         let r = self.call(
             "Runtime.evaluate",
-            json!({"expression": expression, "returnByValue": true, "awaitPromise": true}),
+            json!({"expression": block, "returnByValue": true, "awaitPromise": true}),
         );
         assert!(r["exceptionDetails"].is_null(), "{expression}: {r}");
         r["result"]["value"].clone()
@@ -139,15 +135,17 @@ impl Browser {
         let t0 = Instant::now();
         while self.eval(expression) != json!(true) {
             assert!(
-                t0.elapsed() < Duration::from_secs(180),
-                "waiting for {what}: {}",
-                self.eval("document.body.innerText.slice(0, 2000)")
+                t0.elapsed() < Duration::from_secs(60),
+                "waiting for {what}: {} / prompt {:?} / {:?}",
+                self.eval("document.body.innerText.slice(0, 300)"),
+                self.eval("document.querySelector('#generate-prompt').value"),
+                self.eval(expression)
             );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
-    /// Saves the whole page (up to 2,400 px tall) as `DIR/NAME.png`.
+    /// Saves the whole page (up to 2,400 px tall) as `DIR/NAME.jpg`.
     fn screenshot(&mut self, dir: &Path, name: &str) {
         let size = self.call("Page.getLayoutMetrics", json!({}));
         let height = size["cssContentSize"]["height"]
@@ -157,14 +155,14 @@ impl Browser {
         let clip = json!({"x": 0, "y": 0, "width": 1280, "height": height, "scale": 1});
         let r = self.call(
             "Page.captureScreenshot",
-            json!({"format": "png", "captureBeyondViewport": true, "clip": clip}),
+            json!({"format": "jpeg", "quality": 85, "captureBeyondViewport": true, "clip": clip}),
         );
         let data = r["data"].as_str().unwrap();
         use base64::Engine;
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(data)
             .unwrap();
-        std::fs::write(dir.join(format!("{name}.png")), bytes).unwrap();
+        std::fs::write(dir.join(format!("{name}.jpg")), bytes).unwrap();
     }
 }
 
@@ -271,6 +269,20 @@ fn the_generate_page_makes_a_clip_that_plays() {
         );
         match page {
             "inspect" => inspect_a_clip(&mut b),
+            "interpolate" => {
+                b.eval(
+                    "const f = document.querySelector('#interpolate-form'); \
+                     f.querySelector('[name=from_prompt]').value = 'todi raga alapana, violin'; \
+                     f.querySelector('[name=to_prompt]').value = 'kalyani raga alapana, flute'; \
+                     f.querySelector('[name=steps]').value = '2'; \
+                     f.querySelector('[name=inference_steps]').value = '2'; \
+                     f.querySelector('button[type=submit]').click(); true",
+                );
+                b.wait_until(
+                    "document.querySelector('#interpolate-results .state')?.textContent === 'done'",
+                    "the interpolation",
+                );
+            }
             "compare" => {
                 b.wait_until("!!document.querySelector('#report-list a')", "a report");
                 b.eval("document.querySelector('#report-list a').click(); true");

@@ -185,3 +185,32 @@ pub fn assert_no_seam(
     );
 }
 pub mod server;
+
+/// The headless Chromium of the browser tests: `RAGAFUSION_CHROMIUM`, else
+/// `chromium` on the PATH (tools/install-test-deps.sh installs Debian's
+/// package); fails the test with that advice when it does not run.
+#[allow(dead_code)]
+pub fn chromium() -> String {
+    let chromium = std::env::var("RAGAFUSION_CHROMIUM").unwrap_or_else(|_| "chromium".into());
+    let probe = Command::new(&chromium).arg("--version").output();
+    assert!(
+        probe.as_ref().is_ok_and(|o| o.status.success()),
+        "headless Chromium is needed: run tools/install-test-deps.sh \
+         (Debian's chromium package) or set RAGAFUSION_CHROMIUM ({probe:?})"
+    );
+    chromium
+}
+
+/// Headless Chromium on a machine with no network: no sandbox (root in
+/// CI), no GPU, and none of the background connections it would try.
+#[allow(dead_code)]
+pub const HEADLESS_FLAGS: [&str; 8] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+];

@@ -94,6 +94,7 @@ function syncModelToBackend(backendSelect) {
 // ---- caption builder ---------------------------------------------------
 
 let chosenRaga = "";
+let captionRequest = 0;
 
 async function setUpBuilder() {
   const v = await api("/api/vocabulary");
@@ -105,12 +106,15 @@ async function setUpBuilder() {
   const search = $("#raga-search");
   const list = $("#raga-suggestions");
   let timer = null;
+  let asked = 0;
   search.addEventListener("input", () => {
     clearTimeout(timer);
     timer = setTimeout(async () => {
       const q = search.value.trim();
+      const mine = ++asked;
       if (!q) { list.hidden = true; chosenRaga = ""; buildCaption(); return; }
       const found = await api("/api/vocabulary/ragas?limit=8&q=" + encodeURIComponent(q));
+      if (mine !== asked) return; // typed on since
       list.replaceChildren(...found.ragas.map((r) => el("li", {
         text: r.aliases.length ? `${r.name} — ${r.aliases.slice(0, 3).join(", ")}` : r.name,
         onclick: () => { chosenRaga = r.name; search.value = r.name; list.hidden = true; buildCaption(); },
@@ -130,12 +134,15 @@ async function buildCaption() {
     if ($(id).value) q.set(key, $(id).value);
   }
   const note = $("#builder-note");
+  const mine = ++captionRequest;
   try {
     const c = await api("/api/caption?" + q);
+    if (mine !== captionRequest) return; // a later change has its own answer
     if (c.caption) $("#generate-prompt").value = c.caption;
     note.textContent = chosenRaga ? "Caption built; edit it freely." : "Pick a raga to build a caption in the words the model knows.";
     note.classList.remove("error");
   } catch (e) {
+    if (mine !== captionRequest) return;
     note.textContent = e.message;
     note.classList.add("error");
   }
@@ -247,15 +254,26 @@ function jobCard(id, body) {
   return card;
 }
 
+// One figure per output stem: its spectrogram above its player.
+function outputFigure(card, name) {
+  const stem = name.replace(/\.[^.]+$/, "");
+  const media = $(".media", card);
+  let fig = $$("figure", media).find((f) => f.dataset.stem === stem);
+  if (!fig) {
+    fig = el("figure", { "data-stem": stem }, el("div", { class: "picture" }), el("div", { class: "player" }), el("figcaption", { text: stem }));
+    media.append(fig);
+  }
+  return fig;
+}
+
 function showFile(card, file, shown) {
   if (shown.has(file.name)) return;
-  const media = $(".media", card);
   if (file.name.endsWith(".wav")) {
     shown.add(file.name);
-    media.append(el("figure", {}, el("audio", { controls: "", preload: "auto", src: file.url }), el("figcaption", { text: file.name })));
+    $(".player", outputFigure(card, file.name)).append(el("audio", { controls: "", preload: "auto", src: file.url }));
   } else if (file.name.endsWith(".png")) {
     shown.add(file.name);
-    media.append(el("figure", {}, el("img", { src: file.url, alt: file.name, class: "spectrogram" }), el("figcaption", { text: file.name })));
+    $(".picture", outputFigure(card, file.name)).append(el("img", { src: file.url, alt: file.name, class: "spectrogram" }));
   } else if (file.name === "analysis.json") {
     shown.add(file.name);
     api(file.url).then((a) => showAnalysis($(".facts", card), a));
