@@ -284,8 +284,11 @@ fn the_generate_page_makes_a_clip_that_plays() {
                 );
             }
             "compare" => {
-                b.wait_until("!!document.querySelector('#report-list a')", "a report");
-                b.eval("document.querySelector('#report-list a').click(); true");
+                b.wait_until(
+                    "document.querySelectorAll('#report-list li').length > 0",
+                    "the report list",
+                );
+                b.eval("document.querySelector('#report-list a')?.click(); true");
                 std::thread::sleep(Duration::from_secs(3));
             }
             _ => std::thread::sleep(Duration::from_millis(500)),
