@@ -406,3 +406,35 @@ fn upload_png_lookalike(s: &Server) -> String {
     assert_eq!(code, 201, "{up}");
     up["id"].as_str().unwrap().to_string()
 }
+
+#[test]
+fn a_cancelled_job_resumes_from_its_saved_state() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(tmp.path(), &[]);
+    let (_, job) = s.submit(&json!({"kind": "generate", "prompt": "todi", "steps": 4,
+                                    "seconds": 0.5, "name": "r"}));
+    let id = job["id"].as_u64().unwrap();
+    // cancelled between its first and its last denoising step (each takes
+    // seconds with the tiny pipeline in a debug build)
+    s.wait_for(id, |j| {
+        j["progress"]["stage"] == "denoising" && j["progress"]["step"].as_u64() >= Some(1)
+    });
+    assert_eq!(s.delete(&format!("/api/jobs/{id}")).0, 200);
+    assert_eq!(*names(&s.events(id)).last().unwrap(), "cancelled");
+    let (code, e) = s.post(&format!("/api/jobs/{id}/resume"), "application/json", b"");
+    assert_eq!(code, 202, "{e}");
+    let events = s.events(id);
+    let files = assert_ran_in_order(&events);
+    // "resuming at denoising step K of 4", K past the first step
+    let (_, job) = s.get_json(&format!("/api/jobs/{id}"));
+    let resumed_at = job["messages"].as_array().unwrap().iter().find_map(|m| {
+        let rest = m.as_str()?.strip_prefix("resuming at denoising step ")?;
+        rest.split(' ').next()?.parse::<u64>().ok()
+    });
+    assert!(resumed_at.is_some_and(|k| k >= 2), "{job}");
+    assert!(files.contains(&"r.wav".to_string()), "{files:?}");
+    let (code, e) = s.post(&format!("/api/jobs/{id}/resume"), "application/json", b"");
+    assert_eq!(code, 409, "a finished job does not resume: {e}");
+    let (code, _) = s.post("/api/jobs/999/resume", "application/json", b"");
+    assert_eq!(code, 404);
+}

@@ -56,6 +56,8 @@ pub struct JobStatus {
     pub stage: String,
     /// The WAV of every output written so far.
     pub outputs: Vec<PathBuf>,
+    /// Every message the job reported (warnings, where it resumed).
+    pub messages: Vec<String>,
 }
 
 /// A change in a job, sent to every listener.
@@ -148,7 +150,7 @@ impl Shared {
                     e.status.stage.clone_from(stage);
                 }
                 JobEvent::Output(_, wav) => e.status.outputs.push(wav.clone()),
-                JobEvent::Message(..) => {}
+                JobEvent::Message(_, text) => e.status.messages.push(text.clone()),
             }
         }
         st.listeners.retain(|l| l.send(event.clone()).is_ok());
@@ -221,6 +223,41 @@ impl JobQueue {
         let job = make(st.next_id + 1)?;
         st.next_id += 1;
         let id = st.next_id;
+        Self::enqueue(&mut st, id, job);
+        drop(st);
+        self.shared.wake.notify_all();
+        Ok(id)
+    }
+
+    /// Queues the job `make` builds again under the id of an ended job (or
+    /// of a job from before [`JobQueue::number_after`]), to run into the
+    /// same folder: a diffusion job continues from the state it saved
+    /// there. Refused when the queue is full, when the job is still
+    /// waiting or running, or when the id is not yet given out.
+    pub fn resubmit(&self, id: JobId, make: impl FnOnce() -> Result<Job>) -> Result<()> {
+        let mut st = self.shared.lock();
+        if st.pending.len() >= self.shared.capacity {
+            return Err(Error::QueueFull {
+                waiting: st.pending.len(),
+            });
+        }
+        if id == 0 || id > st.next_id {
+            return Err(Error::param("id", format!("no job {id} to resume")));
+        }
+        if st.jobs.get(&id).is_some_and(|e| !e.status.state.is_final()) {
+            return Err(Error::param(
+                "id",
+                format!("job {id} is still waiting or running"),
+            ));
+        }
+        let job = make()?;
+        Self::enqueue(&mut st, id, job);
+        drop(st);
+        self.shared.wake.notify_all();
+        Ok(())
+    }
+
+    fn enqueue(st: &mut State, id: JobId, job: Job) {
         let status = JobStatus {
             id,
             state: JobState::Queued,
@@ -228,6 +265,7 @@ impl JobQueue {
             total: 0,
             stage: String::new(),
             outputs: Vec::new(),
+            messages: Vec::new(),
         };
         st.jobs.insert(
             id,
@@ -238,9 +276,6 @@ impl JobQueue {
             },
         );
         st.pending.push_back(id);
-        drop(st);
-        self.shared.wake.notify_all();
-        Ok(id)
     }
 
     /// A job's status.
@@ -491,6 +526,17 @@ mod tests {
         // room again, numbered after the ids a front end's history holds
         q.number_after(41);
         assert_eq!(q.submit(job("fourth")).unwrap(), 42);
+        let e = q.resubmit(42, || Ok(job("again"))).unwrap_err();
+        assert!(e.to_string().contains("still waiting"), "{e}");
+        assert!(q.resubmit(43, || Ok(job("unknown"))).is_err());
         go.send(()).unwrap();
+        assert!(matches!(q.wait(42).unwrap().state, JobState::Failed(_)));
+        // an ended job runs again under its id; so does one from history
+        q.resubmit(42, || Ok(job("again"))).unwrap();
+        go.send(()).unwrap();
+        assert!(matches!(q.wait(42).unwrap().state, JobState::Failed(_)));
+        q.resubmit(7, || Ok(job("from history"))).unwrap();
+        go.send(()).unwrap();
+        assert!(matches!(q.wait(7).unwrap().state, JobState::Failed(_)));
     }
 }

@@ -228,6 +228,16 @@ pub async fn cancel_job(
     Ok(Json(json!({"id": id, "cancelling": true})))
 }
 
+/// `POST /api/jobs/{id}/resume`: runs an interrupted, cancelled or failed
+/// job again into its folder (a diffusion job goes on from its saved
+/// state); answers 202 `{"id"}`.
+pub async fn resume_job(State(app): Shared, Path(id): Path<JobId>) -> Result<Response, ApiError> {
+    tokio::task::spawn_blocking(move || app.resume(id))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response())
+}
+
 /// `GET /api/jobs/{id}/files/{name}`: a file the job wrote, by its name
 /// in the job's listing (byte ranges served).
 pub async fn job_file(

@@ -1,5 +1,6 @@
 //! `GET /api/jobs/{id}/events`: a job's Server-Sent Events. A listener
-//! first gets the job's state as it is (and its progress), then every
+//! first gets the job's state as it is (and its messages and progress so
+//! far, while it runs), then every
 //! change: `queued`, `running`, `progress` (step, total, fraction, stage),
 //! `output`, `message`, and one of `done`, `failed` or `cancelled`, after
 //! which the stream ends.
@@ -87,8 +88,14 @@ pub async fn job_events(
         .snapshot(id)
         .ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
     let mut first = vec![state_event(&app, id, &state)];
-    if let (JobState::Running, Some(s)) = (&state, app.queue.status(id)) {
-        first.push(progress_event(id, s.done, s.total, &s.stage));
+    if let (false, Some(s)) = (state.is_final(), app.queue.status(id)) {
+        // what a listener from the start would have seen
+        for text in &s.messages {
+            first.push(event("message", json!({"id": id, "text": text})));
+        }
+        if state == JobState::Running {
+            first.push(progress_event(id, s.done, s.total, &s.stage));
+        }
     }
     let ended = state.is_final();
     let head = stream::iter(first);

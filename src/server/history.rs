@@ -142,6 +142,20 @@ impl History {
         write_json_atomic(&self.job_dir(id).join(RECORD_FILE), &record)
     }
 
+    /// Records a job as waiting again (it is resumed) and writes it.
+    pub fn requeue(&self, id: JobId) -> Result<()> {
+        let mut records = self.lock();
+        let Some(r) = records.get_mut(&id) else {
+            return Ok(());
+        };
+        r.state = "queued".into();
+        r.error = None;
+        r.finished_unix_s = None;
+        let record = r.clone();
+        drop(records);
+        write_json_atomic(&self.job_dir(id).join(RECORD_FILE), &record)
+    }
+
     /// Marks every job still waiting or running as interrupted, writes
     /// the records, and records no later change (the server is stopping).
     pub fn close(&self) {

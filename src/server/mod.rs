@@ -94,6 +94,7 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/jobs", post(api::submit).get(api::list_jobs))
         .route("/jobs/{id}", get(api::get_job).delete(api::cancel_job))
         .route("/jobs/{id}/events", get(events::job_events))
+        .route("/jobs/{id}/resume", post(api::resume_job))
         .route("/jobs/{id}/files/{name}", get(api::job_file))
         .route("/uploads", post(api::upload).layer(upload_limit))
         .route("/reports", get(api::list_reports))

@@ -76,15 +76,18 @@ impl AppState {
         })
     }
 
-    /// Checks a job body, records it and queues it.
-    pub fn submit(&self, settings: Value) -> std::result::Result<JobId, ApiError> {
-        let resolver = Resolver {
+    fn resolver(&self) -> Resolver<'_> {
+        Resolver {
             models: &self.models,
             uploads: &self.uploads,
             device: &self.options.device,
             dtype: &self.options.dtype,
-        };
-        let (kind, work) = body::parse(&settings, &resolver)?;
+        }
+    }
+
+    /// Checks a job body, records it and queues it.
+    pub fn submit(&self, settings: Value) -> std::result::Result<JobId, ApiError> {
+        let (kind, work) = body::parse(&settings, &self.resolver())?;
         let id = self.queue.submit_numbered(|id| {
             self.history.insert(JobRecord {
                 id,
@@ -103,6 +106,36 @@ impl AppState {
         Ok(id)
     }
 
+    /// Runs an interrupted, cancelled or failed job again under its id and
+    /// into its folder, from its recorded settings: a diffusion job goes
+    /// on from the state it saved there.
+    pub fn resume(&self, id: JobId) -> std::result::Result<(), ApiError> {
+        let Some(record) = self.history.get(id) else {
+            return Err(ApiError::not_found(format!("no job {id}")));
+        };
+        let state = self
+            .queue
+            .status(id)
+            .map_or(record.state.clone(), |s| state_name(&s.state).to_string());
+        if !matches!(state.as_str(), "interrupted" | "cancelled" | "failed") {
+            return Err(ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                format!(
+                    "job {id} is {state}; only an interrupted, cancelled or failed job resumes"
+                ),
+            ));
+        }
+        let (_, work) = body::parse(&record.settings, &self.resolver())?;
+        self.queue.resubmit(id, || {
+            self.history.requeue(id)?;
+            Ok(Job {
+                work,
+                out_dir: self.history.job_dir(id),
+            })
+        })?;
+        Ok(())
+    }
+
     /// A job's record, progress and files as the API shows them.
     pub fn job_json(&self, record: &JobRecord) -> Value {
         let id = record.id;
@@ -114,6 +147,11 @@ impl AppState {
             };
             json!({"step": s.done, "total": s.total, "fraction": fraction, "stage": s.stage})
         });
+        let messages = self
+            .queue
+            .status(id)
+            .map(|s| s.messages)
+            .unwrap_or_default();
         // the queue knows the state first; the record follows
         let state = match self.queue.status(id) {
             Some(s) => state_name(&s.state).to_string(),
@@ -136,6 +174,7 @@ impl AppState {
             "created_unix_s": record.created_unix_s,
             "finished_unix_s": record.finished_unix_s,
             "progress": progress,
+            "messages": messages,
             "files": files,
         })
     }

@@ -234,6 +234,9 @@ function jobCard(id, body) {
     stage.textContent = p.total ? `${p.stage} ${p.step}/${p.total}` : p.stage;
   });
   events.addEventListener("output", (e) => showFile(card, JSON.parse(e.data), shown));
+  events.addEventListener("message", (e) => {
+    $(".media", card).before(el("p", { class: "muted note", text: JSON.parse(e.data).text }));
+  });
   events.addEventListener("done", async (e) => {
     const d = JSON.parse(e.data);
     setState("done");
@@ -310,9 +313,23 @@ async function loadHistory() {
     el("td", {}, el("span", { class: "state " + j.state, text: j.state })),
     el("td", { class: "settings", text: describe(j.settings) }),
     el("td", {}, ...j.files.map((f) => el("a", { href: f.url, download: f.name, text: f.name }))),
-    el("td", {}, el("button", { type: "button", text: "Use these settings again", onclick: () => reuse(j) })),
+    el("td", {},
+      el("button", { type: "button", text: "Use these settings again", onclick: () => reuse(j) }),
+      ...(["interrupted", "cancelled", "failed"].includes(j.state) && j.kind !== "analyze"
+        ? [el("button", { type: "button", class: "resume", text: "Resume", onclick: () => resume(j) })] : [])),
   ));
   $("#history-table tbody").replaceChildren(...rows);
+}
+
+// Runs an ended job again in its folder; its card shows on its page.
+async function resume(job) {
+  try {
+    await api(`/api/jobs/${job.id}/resume`, { method: "POST" });
+    location.hash = "#" + PAGE_OF[job.kind];
+    $(".results", $("#page-" + PAGE_OF[job.kind])).prepend(jobCard(job.id, job.settings));
+  } catch (e) {
+    alert(e.message);
+  }
 }
 
 const FORM_OF = { "generate": "#generate-form", "interpolate": "#interpolate-form", "audio-to-audio": "#a2a-form", "analyze": "#inspect-form" };
