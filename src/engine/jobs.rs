@@ -236,11 +236,6 @@ impl JobQueue {
     /// waiting or running, or when the id is not yet given out.
     pub fn resubmit(&self, id: JobId, make: impl FnOnce() -> Result<Job>) -> Result<()> {
         let mut st = self.shared.lock();
-        if st.pending.len() >= self.shared.capacity {
-            return Err(Error::QueueFull {
-                waiting: st.pending.len(),
-            });
-        }
         if id == 0 || id > st.next_id {
             return Err(Error::param("id", format!("no job {id} to resume")));
         }
@@ -249,6 +244,11 @@ impl JobQueue {
                 "id",
                 format!("job {id} is still waiting or running"),
             ));
+        }
+        if st.pending.len() >= self.shared.capacity {
+            return Err(Error::QueueFull {
+                waiting: st.pending.len(),
+            });
         }
         let job = make()?;
         Self::enqueue(&mut st, id, job);
@@ -510,6 +510,9 @@ mod tests {
                 Err(Error::param("model", "released"))
             }),
         );
+        // dropped before the queue, so a failing assertion cannot leave the
+        // worker waiting at the gate while the queue waits for the worker
+        let go = go;
         let first = q.submit(job("first")).unwrap();
         while q.status(first).unwrap().state != JobState::Running {
             std::thread::yield_now();
