@@ -130,6 +130,24 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// A video file cannot be used (unreadable, no picture, no frames).
+    #[error("{path}: {reason}")]
+    InvalidVideo {
+        /// The file involved.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// An external program (ffmpeg, ffprobe) is missing or failed.
+    #[error("{program}: {reason}")]
+    Tool {
+        /// The program.
+        program: &'static str,
+        /// What went wrong, with what to install when it is missing.
+        reason: String,
+    },
+
     /// A long job was cancelled through its progress callback.
     #[error("cancelled")]
     Cancelled,

@@ -41,6 +41,7 @@
 //! - [`engine`] one request type, one generation loop per backend, output
 //!   writing and a job queue; [`train`] fine-tuning; [`compare`]
 //!   experiments over backends, prompts and seeds.
+//! - [`video`] ffmpeg and ffprobe as child processes (probe, decode, mux).
 //! - [`server`] the web studio and its JSON API.
 //!
 //! Converting audio to a spectrogram image:
@@ -82,6 +83,7 @@ pub mod raga;
 pub mod server;
 pub mod spectrogram;
 pub mod train;
+pub mod video;
 
 pub use captions::Vocabulary;
 pub use choice::Choice;

@@ -6,7 +6,9 @@
 
 mod io;
 mod loudness;
+pub mod mix;
 mod opus;
+pub mod r128;
 mod resample;
 pub mod stream;
 

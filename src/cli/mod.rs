@@ -11,6 +11,7 @@ mod generate;
 mod musicgen;
 mod progress_bar;
 mod raga;
+mod score_video;
 mod sd_args;
 mod serve;
 mod text_encoder;
@@ -96,6 +97,11 @@ enum Command {
     /// Frechet distances, speed and memory, as CSV, JSON and an offline
     /// HTML report.
     Compare(compare::CompareArgs),
+    /// Score a video: Carnatic music made for its length (or a section),
+    /// faded, optionally over its own sound (ducked), brought to a
+    /// loudness target (-14 LUFS, -1 dBTP) and muxed with the picture
+    /// copied bit for bit (needs ffmpeg; docs/video.md).
+    ScoreVideo(score_video::ScoreVideoArgs),
     /// Serve the web studio: generate, listen, inspect and compare in a
     /// browser, over a JSON API (docs/server.md).
     Serve(serve::ServeArgs),
@@ -153,6 +159,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::TrainLatentClassifier(a) => train_parts::train_latent_classifier(a),
         Command::ExportCheckpoint(a) => export::export_checkpoint_cmd(a),
         Command::Compare(a) => compare::compare(a),
+        Command::ScoreVideo(a) => score_video::score_video(a),
         Command::Serve(a) => serve::serve(a),
     }
 }

@@ -115,18 +115,29 @@ pub struct OutputArgs {
 
 /// A request from the shared flags, for `prompt` and `seed`.
 pub(super) fn request(
-    (prompt, seed): (&str, u64),
+    prompt_seed: (&str, u64),
     guide: &GuidanceArgs,
     tonic: &TonicArgs,
     output: &OutputArgs,
+) -> GenerateRequest {
+    GenerateRequest {
+        quality: output.quality,
+        name: output.name.clone(),
+        ..sampling_request(prompt_seed, guide, tonic)
+    }
+}
+
+/// A request from the sampler and tonic flags, for `prompt` and `seed`.
+pub(super) fn sampling_request(
+    (prompt, seed): (&str, u64),
+    guide: &GuidanceArgs,
+    tonic: &TonicArgs,
 ) -> GenerateRequest {
     GenerateRequest {
         negative: guide.negative.clone(),
         tonic_hz: tonic.tonic,
         sampler: guide.scheduler,
         guidance: guide.guidance,
-        quality: output.quality,
-        name: output.name.clone(),
         ..GenerateRequest::new(prompt, seed)
     }
 }

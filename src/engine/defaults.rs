@@ -40,6 +40,12 @@ pub const QUALITY: Quality = Quality::Fast;
 /// saved as they finish, and the current step when a run is cancelled).
 pub const CHECKPOINT_EVERY_S: f64 = 30.0;
 
+/// Fade-in of a video's music, seconds.
+pub const FADE_IN_S: f64 = 2.0;
+
+/// Fade-out of a video's music, seconds.
+pub const FADE_OUT_S: f64 = 3.0;
+
 /// Device name of a model run.
 pub const DEVICE: &str = "cpu";
 

@@ -12,6 +12,7 @@ use std::thread::JoinHandle;
 
 use super::analyze::{analyze_into, AnalyzeRequest};
 use super::request::GenerateRequest;
+use super::score_video::{plan, score_video, ScoreVideoRequest};
 use super::{Engine, ModelSpec};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
@@ -85,6 +86,16 @@ pub enum Work {
     },
     /// A clip's analysis with a raga classifier.
     Analyze(AnalyzeRequest),
+    /// A video scored with music from a model, written into the job's
+    /// folder as `out_name` (whose extension picks the container).
+    ScoreVideo {
+        /// The model to make the music with.
+        model: ModelSpec,
+        /// What to make and how to mix it.
+        request: Box<ScoreVideoRequest>,
+        /// File name of the scored video.
+        out_name: String,
+    },
 }
 
 /// A job: what to do, and where to write it.
@@ -428,23 +439,13 @@ fn work(shared: &Shared, loader: &Loader) {
     }
 }
 
-fn run_job(
-    job: &Job,
-    engines: &mut Vec<(ModelSpec, Engine)>,
+/// The loaded engine for `model`, loading it the first time.
+fn engine_for<'a>(
+    model: &ModelSpec,
+    engines: &'a mut Vec<(ModelSpec, Engine)>,
     loader: &Loader,
     progress: &JobProgress,
-    shared: &Shared,
-    id: JobId,
-) -> Result<()> {
-    let (model, request) = match &job.work {
-        Work::Generate { model, request } => (model, request),
-        Work::Analyze(request) => {
-            for file in analyze_into(request, &job.out_dir, progress)? {
-                shared.update(id, JobEvent::Output(id, file));
-            }
-            return Ok(());
-        }
-    };
+) -> Result<&'a Engine> {
     let index = match engines.iter().position(|(s, _)| s == model) {
         Some(i) => i,
         None => {
@@ -453,14 +454,48 @@ fn run_job(
             engines.len() - 1
         }
     };
-    let engine = &engines[index].1;
-    engine.generate_into(
-        request,
-        &job.out_dir,
-        super::defaults::CHECKPOINT_EVERY_S,
-        progress,
-        &mut |wav| shared.update(id, JobEvent::Output(id, wav.to_path_buf())),
-    )?;
+    Ok(&engines[index].1)
+}
+
+fn run_job(
+    job: &Job,
+    engines: &mut Vec<(ModelSpec, Engine)>,
+    loader: &Loader,
+    progress: &JobProgress,
+    shared: &Shared,
+    id: JobId,
+) -> Result<()> {
+    let output = |file: PathBuf| shared.update(id, JobEvent::Output(id, file));
+    match &job.work {
+        Work::Analyze(request) => {
+            analyze_into(request, &job.out_dir, progress)?
+                .into_iter()
+                .for_each(output);
+        }
+        Work::Generate { model, request } => {
+            let engine = engine_for(model, engines, loader, progress)?;
+            engine.generate_into(
+                request,
+                &job.out_dir,
+                super::defaults::CHECKPOINT_EVERY_S,
+                progress,
+                &mut |wav| output(wav.to_path_buf()),
+            )?;
+        }
+        Work::ScoreVideo {
+            model,
+            request,
+            out_name,
+        } => {
+            // the checks that need no model fail before one is loaded
+            let out = job.out_dir.join(out_name);
+            let plan = plan(request, model.backend, &out, &job.out_dir)?;
+            let engine = engine_for(model, engines, loader, progress)?;
+            let scored = score_video(engine, &plan, progress)?;
+            output(scored.music_wav);
+            output(scored.out);
+        }
+    }
     Ok(())
 }
 

@@ -11,6 +11,7 @@
 //! outputs.rs    Generated, and writing WAV / PNG / JSON sidecar
 //! resume.rs     an interrupted request's saved state, for the rerun
 //! analyze.rs    an analysis job: a clip's figure and facts
+//! score_video.rs  music fitted to a video, levelled and muxed
 //! jobs.rs       a queue of jobs with progress events and cancel
 //! ```
 
@@ -22,6 +23,7 @@ mod musicgen;
 pub mod outputs;
 pub mod request;
 pub mod resume;
+pub mod score_video;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
