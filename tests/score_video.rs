@@ -9,57 +9,10 @@ use std::process::{Command, Output};
 
 mod common;
 
-use common::{assert_ok, fails_with, run_cli};
+use common::{assert_ok, fails_with, ffmpeg, make_video, run_cli};
 
 /// Few denoising steps: these tests check the video plumbing, not music.
 const STEPS: &str = "4";
-
-fn ffmpeg(args: &[&str]) {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-nostdin", "-y"])
-        .args(args)
-        .output()
-        .expect("ffmpeg runs (tools/install-test-deps.sh installs it)");
-    assert!(
-        out.status.success(),
-        "ffmpeg {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A test-pattern video `seconds` long at `rate` frames per second; with
-/// a 1 kHz tone when `tone` is given (an ffmpeg `volume` expression
-/// shaping it, `1` for steady).
-fn make_video(path: &Path, seconds: f64, rate: &str, tone: Option<&str>) {
-    let picture = format!("testsrc=size=160x120:rate={rate}:duration={seconds}");
-    let mut args: Vec<String> = vec!["-f".into(), "lavfi".into(), "-i".into(), picture];
-    if let Some(volume) = tone {
-        args.extend([
-            "-f".into(),
-            "lavfi".into(),
-            "-i".into(),
-            format!("sine=frequency=1000:sample_rate=48000:duration={seconds}"),
-            "-af".into(),
-            format!("volume='{volume}':eval=frame"),
-            "-c:a".into(),
-            "aac".into(),
-        ]);
-    }
-    let webm = path.extension().is_some_and(|e| e == "webm");
-    let codec = if webm { "libvpx-vp9" } else { "libx264" };
-    args.extend([
-        "-c:v".into(),
-        codec.into(),
-        "-pix_fmt".into(),
-        "yuv420p".into(),
-    ]);
-    if webm {
-        args.extend(["-c:a".into(), "libopus".into()]);
-    }
-    args.push(path.display().to_string());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    ffmpeg(&args);
-}
 
 fn probe(path: &Path) -> serde_json::Value {
     let out = Command::new("ffprobe")
@@ -284,6 +237,31 @@ fn a_webm_section_keeps_the_rest_of_the_sound() {
     );
 }
 
+#[test]
+fn musicgen_scores_a_video_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.mov");
+    make_video(&input, 4.0, "30", Some("1"));
+    let out = tmp.path().join("mg.mov");
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/musicgen-tiny");
+    let o = run_cli(&[
+        "score-video",
+        input.to_str().unwrap(),
+        "carnatic violin, kalyani",
+        "--out",
+        out.to_str().unwrap(),
+        "--backend",
+        "musicgen",
+        "--model",
+        model.to_str().unwrap(),
+        "--keep-original",
+        "--original-gain",
+        "-12",
+    ]);
+    assert_ok(&o);
+    check_scored(&input, &out, -14.0, 30.0);
+}
+
 /// Level in dB of `x` with the 1 kHz tone removed: the music's share.
 fn music_db(x: &[f32]) -> f64 {
     use realfft::RealFftPlanner;
@@ -393,6 +371,14 @@ fn bad_inputs_fail_clearly_and_leave_no_output() {
     let webm = dir.join("out.webm");
     fails_with(&score(&good, &webm, &[]), &["--out", "h264"]);
     no_output_left(dir, &webm);
+    // a folder no file can be made in, even by root
+    let proc_out = Path::new("/proc/ragafusion-scored.mp4");
+    if Path::new("/proc/self").is_dir() {
+        fails_with(
+            &score(&good, proc_out, &[]),
+            &["/proc/ragafusion-scored.mp4", "cannot write"],
+        );
+    }
     let under_a_file = text.join("out.mp4");
     fails_with(
         &score(&good, &under_a_file, &[]),

@@ -1,12 +1,13 @@
 //! `ragafusion serve` over HTTP on an ephemeral loopback port, with the
 //! tiny diffusion pipeline: every endpoint, the order of a job's events,
 //! cancel, a full queue, bad bodies answered with JSON errors, the token
-//! and Host checks, and a restart mid-job.
+//! and Host checks, a restart mid-job, resume, and a scored video.
 
 mod common;
 
 use std::path::Path;
 
+use common::make_video;
 use common::server::{sd_tiny, Server};
 use serde_json::{json, Value};
 
@@ -437,4 +438,76 @@ fn a_cancelled_job_resumes_from_its_saved_state() {
     assert_eq!(code, 409, "a finished job does not resume: {e}");
     let (code, _) = s.post("/api/jobs/999/resume", "application/json", b"");
     assert_eq!(code, 404);
+}
+
+#[test]
+fn a_video_is_scored_through_the_api() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(&tmp.path().join("data"), &[]);
+    let video = tmp.path().join("clip.mp4");
+    make_video(&video, 3.0, "25", Some("1"));
+    let (code, up) = s.upload("clip.mp4", &std::fs::read(&video).unwrap());
+    assert_eq!(code, 201, "{up}");
+    assert_eq!(
+        (up["kind"].as_str(), up["format"].as_str()),
+        (Some("video"), Some("mp4"))
+    );
+    let id = up["id"].as_str().unwrap();
+    let (_, wav) = s.upload("a.wav", &clip());
+    let wav = wav["id"].as_str().unwrap();
+    let job = |extra: Value| {
+        let mut body = json!({"kind": "score-video", "video": id, "prompt": "todi raga, violin",
+                              "steps": 2, "fade_in": 0.5, "fade_out": 0.5});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    // refused before they are queued, naming the field
+    for (extra, field, words) in [
+        (json!({"video": wav}), "video", "no video stream"),
+        (json!({"format": "avi"}), "format", "mp4, mov, mkv or webm"),
+        (json!({"format": "webm"}), "format", "h264"),
+        (json!({"duck": true}), "duck", "keep-original"),
+        (json!({"end": 9.0}), "end", "3.000 s long"),
+        (json!({"loudness": "loud"}), "loudness", "invalid type"),
+        (
+            json!({"seconds": 30}),
+            "seconds",
+            "not a field of score-video",
+        ),
+    ] {
+        let (code, e) = s.submit(&job(extra.clone()));
+        assert_eq!(code, 400, "{extra}: {e}");
+        assert_eq!(e["field"], field, "{extra}: {e}");
+        assert!(e["error"].as_str().unwrap().contains(words), "{extra}: {e}");
+    }
+    let (code, accepted) = s.submit(&job(json!({"keep_original": true, "duck": true})));
+    assert_eq!(code, 202, "{accepted}");
+    let n = accepted["id"].as_u64().unwrap();
+    let files = assert_ran_in_order(&s.events(n));
+    assert!(files.contains(&"scored.mp4".to_string()), "{files:?}");
+    assert!(files.contains(&"scored.mp4.json".to_string()), "{files:?}");
+    assert!(
+        files
+            .iter()
+            .any(|f| f.starts_with("music-") && f.ends_with(".wav")),
+        "{files:?}"
+    );
+    let (_, facts) = s.get_json(&format!("/api/jobs/{n}/files/scored.mp4.json"));
+    let lufs = facts["loudness"]["encoded"]["integrated_lufs"]
+        .as_f64()
+        .unwrap();
+    assert!((lufs + 14.0).abs() < 0.5, "{facts}");
+    assert_eq!(facts["original"]["duck"], true);
+    let head = s.raw(&format!(
+        "GET /api/jobs/{n}/files/scored.mp4 HTTP/1.1\r\nHost: localhost\r\nRange: bytes=0-11\r\n\
+         Connection: close\r\n\r\n"
+    ));
+    assert!(head.starts_with("HTTP/1.1 206"), "{head}");
+    assert!(
+        head.to_lowercase().contains("content-type: video/mp4"),
+        "{head}"
+    );
+    assert!(head.contains("ftyp"), "{head}");
 }

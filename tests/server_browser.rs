@@ -2,7 +2,8 @@
 //! installed by tools/install-test-deps.sh, or `RAGAFUSION_CHROMIUM`),
 //! driven over the Chrome DevTools Protocol: search a raga in the caption
 //! builder, fill the Generate form, submit, wait until the audio element
-//! can play and the spectrogram image has decoded.
+//! can play and the spectrogram image has decoded; and on the Score a
+//! video page, upload a small video and play the scored result.
 //!
 //! With `RAGAFUSION_SCREENSHOTS=DIR` it also inspects a clip through the
 //! Inspect page, opens the first compare report under
@@ -166,38 +167,118 @@ impl Browser {
     }
 }
 
-#[test]
-fn the_generate_page_makes_a_clip_that_plays() {
-    let tmp = tempfile::tempdir().unwrap();
+/// The server at `$RAGAFUSION_STUDIO_URL`, or one started on the tiny
+/// pipelines with its data under `tmp`; and its base URL.
+fn studio(tmp: &Path) -> (Option<Server>, String) {
+    if let Ok(url) = std::env::var("RAGAFUSION_STUDIO_URL") {
+        return (None, url.trim_end_matches('/').to_string());
+    }
     let model = sd_tiny().display().to_string();
     let musicgen = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/musicgen-tiny");
     let musicgen = musicgen.display().to_string();
-    let reports = std::env::var("RAGAFUSION_STUDIO_REPORTS")
-        .unwrap_or_else(|_| tmp.path().display().to_string());
-    let (_server, base) = match std::env::var("RAGAFUSION_STUDIO_URL") {
-        Ok(url) => (None, url.trim_end_matches('/').to_string()),
-        Err(_) => {
-            let args = [
-                "--model",
-                &model,
-                "--model",
-                &musicgen,
-                "--reports",
-                &reports,
-            ];
-            let s = Server::start(&tmp.path().join("data"), &args);
-            let base = s.base.clone();
-            (Some(s), base)
-        }
-    };
-    let mut b = Browser::launch(&tmp.path().join("profile"));
+    let reports =
+        std::env::var("RAGAFUSION_STUDIO_REPORTS").unwrap_or_else(|_| tmp.display().to_string());
+    let args = [
+        "--model",
+        &model,
+        "--model",
+        &musicgen,
+        "--reports",
+        &reports,
+    ];
+    let s = Server::start(&tmp.join("data"), &args);
+    let base = s.base.clone();
+    (Some(s), base)
+}
+
+/// A browser on `base`'s page `page`, once the models are listed.
+fn open(tmp: &Path, base: &str, page: &str) -> Browser {
+    let mut b = Browser::launch(&tmp.join("profile"));
     b.call("Page.enable", json!({}));
-    b.call("Page.navigate", json!({"url": format!("{base}/#generate")}));
+    b.call("Page.navigate", json!({"url": format!("{base}/#{page}")}));
     b.wait_until(
         "document.readyState === 'complete' && \
-         document.querySelector('#generate-form .model-select').options.length > 0 && \
-         document.querySelector('#b-tala').options.length > 1",
-        "the page to load the models and the vocabulary",
+         document.querySelector('#generate-form .model-select').options.length > 0",
+        "the page to load the models",
+    );
+    b
+}
+
+/// Puts `file` into the file input `selector`.
+fn choose_file(b: &mut Browser, selector: &str, file: &Path) {
+    let doc = b.call("DOM.getDocument", json!({}));
+    let root = doc["root"]["nodeId"].clone();
+    let input = b.call(
+        "DOM.querySelector",
+        json!({"nodeId": root, "selector": selector}),
+    );
+    b.call(
+        "DOM.setFileInputFiles",
+        json!({"nodeId": input["nodeId"], "files": [file.display().to_string()]}),
+    );
+}
+
+#[test]
+fn the_score_video_page_plays_the_scored_video() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_server, base) = studio(tmp.path());
+    let video = tmp.path().join("clip.mp4");
+    common::make_video(&video, 3.0, "25", Some("1"));
+    let mut b = open(tmp.path(), &base, "score-video");
+    choose_file(&mut b, "#score-video-form input[type=file]", &video);
+    b.eval(
+        "const f = document.querySelector('#score-video-form'); \
+         f.querySelector('[name=prompt]').value = 'Kalyani raga alapana, violin'; \
+         f.querySelector('[name=steps]').value = '2'; \
+         f.querySelector('[name=fade_in]').value = '0.5'; \
+         f.querySelector('[name=fade_out]').value = '0.5'; \
+         f.querySelector('[name=keep_original]').checked = true; \
+         f.querySelector('button[type=submit]').click(); true",
+    );
+    b.wait_until(
+        "(() => { const v = document.querySelector('#score-video-results video'); \
+                  return !!v && v.readyState >= 3 && !v.error; })()",
+        "the scored video to be able to play",
+    );
+    let facts = b.eval(
+        "const v = document.querySelector('#score-video-results video'); \
+         [v.duration, v.videoWidth, v.videoHeight]",
+    );
+    let duration = facts[0].as_f64().unwrap();
+    assert!((duration - 3.0).abs() < 0.1, "{facts}");
+    assert_eq!(
+        (facts[1].as_u64(), facts[2].as_u64()),
+        (Some(160), Some(120)),
+        "{facts}"
+    );
+    // muted, so no autoplay rule stands in the way; it plays on
+    b.eval(
+        "const v = document.querySelector('#score-video-results video'); \
+         v.muted = true; v.play().then(() => true)",
+    );
+    b.wait_until(
+        "document.querySelector('#score-video-results video').currentTime > 0.5",
+        "the video to play",
+    );
+    b.wait_until(
+        "document.querySelector('#score-video-results .facts').textContent.includes('LUFS') && \
+         [...document.querySelectorAll('#score-video-results .files a')].some(a => a.download === 'scored.mp4')",
+        "the loudness facts and the download",
+    );
+    if let Some(dir) = std::env::var_os("RAGAFUSION_SCREENSHOTS") {
+        std::fs::create_dir_all(&dir).unwrap();
+        b.screenshot(Path::new(&dir), "score-video");
+    }
+}
+
+#[test]
+fn the_generate_page_makes_a_clip_that_plays() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_server, base) = studio(tmp.path());
+    let mut b = open(tmp.path(), &base, "generate");
+    b.wait_until(
+        "document.querySelector('#b-tala').options.length > 1",
+        "the page to load the vocabulary",
     );
     // the caption builder: a raga typed in another spelling, then picked
     b.eval(
@@ -301,16 +382,7 @@ fn the_generate_page_makes_a_clip_that_plays() {
 /// for the raga table.
 fn inspect_a_clip(b: &mut Browser) {
     let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/clips/vignesh_5120ms.wav");
-    let doc = b.call("DOM.getDocument", json!({}));
-    let root = doc["root"]["nodeId"].clone();
-    let input = b.call(
-        "DOM.querySelector",
-        json!({"nodeId": root, "selector": "#inspect-form input[type=file]"}),
-    );
-    b.call(
-        "DOM.setFileInputFiles",
-        json!({"nodeId": input["nodeId"], "files": [clip.display().to_string()]}),
-    );
+    choose_file(b, "#inspect-form input[type=file]", &clip);
     b.eval(
         "document.querySelector('#inspect-form [name=raga]').value = 'kalyani';          document.querySelector('#inspect-form button[type=submit]').click(); true",
     );

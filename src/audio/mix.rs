@@ -142,6 +142,75 @@ pub fn duck_gains(key: &[Vec<f32>], sample_rate_hz: u32, duck: &Ducking) -> Vec<
         .collect()
 }
 
+/// What happens to a signal's own sound where music is laid over it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Under {
+    /// The music replaces it, crossfading over this many samples at each
+    /// edge that meets sound left as it was.
+    Replaced {
+        /// Crossfade length, samples.
+        handover_samples: usize,
+    },
+    /// It stays under the music.
+    Kept {
+        /// Its gain, dB.
+        gain_db: f64,
+        /// The music lowered where it is active.
+        duck: Option<Ducking>,
+    },
+}
+
+/// Lays `music` over `sound` from sample `start`, for samples
+/// `start..end` (music shorter than that leaves silence after it);
+/// `sound` becomes the mix. Outside the span `sound` is untouched.
+pub fn lay_over(
+    sound: &mut [Vec<f32>],
+    music: &[Vec<f32>],
+    (start, end): (usize, usize),
+    under: &Under,
+    sample_rate_hz: u32,
+) {
+    let total = sound.first().map_or(0, Vec::len);
+    let end = end.min(total);
+    let (own_gain, ducked) = match under {
+        Under::Kept { gain_db, duck } => {
+            let span: Vec<Vec<f32>> = sound.iter().map(|c| c[start..end].to_vec()).collect();
+            let ducked = duck.map(|d| duck_gains(&span, sample_rate_hz, &d));
+            (Some(10f64.powf(gain_db / 20.0) as f32), ducked)
+        }
+        Under::Replaced { .. } => (None, None),
+    };
+    let own = |i: usize| match (own_gain, under) {
+        (Some(g), _) => g,
+        (None, Under::Replaced { handover_samples }) => {
+            // distance to an edge that meets untouched sound
+            let from_start = if start == 0 { usize::MAX } else { i - start };
+            let to_end = if end == total {
+                usize::MAX
+            } else {
+                end - 1 - i
+            };
+            let edge = from_start.min(to_end);
+            if edge < *handover_samples {
+                1.0 - edge as f32 / *handover_samples as f32
+            } else {
+                0.0
+            }
+        }
+        (None, Under::Kept { .. }) => 1.0,
+    };
+    for (c, ch) in sound.iter_mut().enumerate() {
+        let m = music.get(c).or(music.first());
+        for i in start..end {
+            let mut x = m.and_then(|m| m.get(i - start)).copied().unwrap_or(0.0);
+            if let Some(d) = &ducked {
+                x *= d[i - start];
+            }
+            ch[i] = ch[i] * own(i) + x;
+        }
+    }
+}
+
 /// The smallest value of `x` in each window `[n, n + window)`.
 fn forward_min(x: &[f32], window: usize) -> Vec<f32> {
     let mut out = vec![0.0; x.len()];
@@ -274,6 +343,39 @@ mod tests {
         // a key that is silent throughout ducks nothing
         let g = duck_gains(&[vec![0.0; sr]], sr as u32, &duck);
         assert!(g.iter().all(|x| *x == 1.0));
+    }
+
+    #[test]
+    fn music_replaces_the_span_and_hands_over_at_its_edges() {
+        let n = 1000;
+        let music = vec![vec![0.5f32; n]; 2];
+        let replace = Under::Replaced {
+            handover_samples: 50,
+        };
+        let mut mix = vec![vec![1.0f32; 3 * n]; 2];
+        lay_over(&mut mix, &music, (n, 2 * n), &replace, 8000);
+        assert_eq!(mix[0][n / 2], 1.0, "before the span: the sound");
+        assert_eq!(mix[0][n + n / 2], 0.5, "inside: the music alone");
+        assert_eq!(mix[1][2 * n + n / 2], 1.0, "after: the sound");
+        assert!(
+            mix[0][n] > 1.4,
+            "the sound fades out over the first samples"
+        );
+        assert!(mix[0][2 * n - 1] > 1.4, "and back in over the last");
+        // a span from the very start has no edge to hand over at
+        let mut mix = vec![vec![1.0f32; 2 * n]; 2];
+        lay_over(&mut mix, &music, (0, n), &replace, 8000);
+        assert_eq!(mix[0][0], 0.5);
+        let kept = Under::Kept {
+            gain_db: -6.0206,
+            duck: None,
+        };
+        let mut mix = vec![vec![1.0f32; 3 * n]; 2];
+        lay_over(&mut mix, &music[..1], (n, 2 * n), &kept, 8000);
+        assert!(
+            (mix[1][n + n / 2] - 1.0).abs() < 1e-3,
+            "half the sound plus mono music"
+        );
     }
 
     #[test]

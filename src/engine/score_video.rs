@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::request::GenerateRequest;
 use super::{defaults, resume, Backend, Engine};
-use crate::audio::mix::{apply_fades, duck_gains, quiet_cut, Ducking};
+use crate::audio::mix::{apply_fades, lay_over, quiet_cut, Ducking, Under};
 use crate::audio::r128::{self, Levelled, Measured};
 use crate::audio::{read_audio, resample, write_wav, Audio, ChannelLayout, WavFormat};
 use crate::error::{Error, Result};
@@ -251,52 +251,6 @@ fn temp_out(out: &Path) -> PathBuf {
     out.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
 
-/// Lays `music` (at [`MIX_RATE_HZ`]) over `original` from sample `start`,
-/// for samples `start..end` of the video; `original` holds the video's own
-/// sound (silence when it has none) and becomes the mix.
-fn mix_into(
-    original: &mut [Vec<f32>; 2],
-    music: &[Vec<f32>],
-    (start, end): (usize, usize),
-    sound: &OriginalSound,
-) {
-    let handover = (HANDOVER_S * MIX_RATE_HZ as f64) as usize;
-    let section: Vec<Vec<f32>> = original.iter().map(|c| c[start..end].to_vec()).collect();
-    let duck = if sound.keep && sound.duck {
-        Some(duck_gains(&section, MIX_RATE_HZ, &Ducking::default()))
-    } else {
-        None
-    };
-    let gain = 10f64.powf(sound.gain_db / 20.0) as f32;
-    let total = original[0].len();
-    for (c, ch) in original.iter_mut().enumerate() {
-        for i in start..end {
-            // the video's own sound inside the section: kept with its gain,
-            // or handed over to the music with a short crossfade at each
-            // end that meets unscored sound
-            let own = if sound.keep {
-                gain
-            } else {
-                let from_start = if start == 0 { usize::MAX } else { i - start };
-                let to_end = if end == total {
-                    usize::MAX
-                } else {
-                    end - 1 - i
-                };
-                let edge = from_start.min(to_end);
-                if edge < handover {
-                    1.0 - edge as f32 / handover as f32
-                } else {
-                    0.0
-                }
-            };
-            let m = music[c].get(i - start).copied().unwrap_or(0.0);
-            let m = duck.as_ref().map_or(m, |d| m * d[i - start]);
-            ch[i] = ch[i] * own + m;
-        }
-    }
-}
-
 /// A request checked against its video, its tools and its output, ready
 /// to run: everything [`score_video`] can refuse without the model.
 #[derive(Debug, Clone, PartialEq)]
@@ -319,7 +273,7 @@ pub struct Plan {
 /// or webm, by its extension) with the music kept in `work_dir`: fails
 /// when ffmpeg is missing, the video is unreadable, has no picture or no
 /// frames, the section does not fit it, the container cannot hold its
-/// video, `out` is the video or cannot be written.
+/// video, or `out` is the video. Nothing is written.
 pub fn plan(
     request: &ScoreVideoRequest,
     backend: Backend,
@@ -346,7 +300,6 @@ pub fn plan(
         }
     }
     let section_s = request.section(probe.duration_s)?;
-    check_writable(out)?;
     Ok(Plan {
         request: request.clone(),
         out: out.to_path_buf(),
@@ -358,9 +311,10 @@ pub fn plan(
     })
 }
 
-/// Runs a [`plan`] on `engine` (whose backend it was planned for): makes
-/// or reuses the music, mixes, levels, muxes to a temporary name and
-/// renames it to the plan's `out`, which never replaces the video.
+/// Runs a [`plan`] on `engine` (whose backend it was planned for): checks
+/// that `out` can be written, makes or reuses the music, mixes, levels,
+/// muxes to a temporary name and renames it to the plan's `out`, which
+/// never replaces the video.
 pub fn score_video(engine: &Engine, plan: &Plan, progress: &dyn Progress) -> Result<Scored> {
     let Plan {
         request,
@@ -373,6 +327,7 @@ pub fn score_video(engine: &Engine, plan: &Plan, progress: &dyn Progress) -> Res
     } = plan;
     let (start_s, end_s, container) = (*start_s, *end_s, *container);
     let (out, work_dir) = (out.as_path(), work_dir.as_path());
+    check_writable(out)?;
     if request.original.keep && !probe.has_audio {
         progress.message(&format!(
             "{} has no sound: there is no original to keep",
@@ -422,7 +377,18 @@ pub fn score_video(engine: &Engine, plan: &Plan, progress: &dyn Progress) -> Res
     } else {
         [vec![0f32; total], vec![0f32; total]]
     };
-    mix_into(&mut mix, &channels, (start, end), &request.original);
+    let o = &request.original;
+    let under = if o.keep {
+        Under::Kept {
+            gain_db: o.gain_db,
+            duck: o.duck.then(Ducking::default),
+        }
+    } else {
+        Under::Replaced {
+            handover_samples: (HANDOVER_S * rate) as usize,
+        }
+    };
+    lay_over(&mut mix, &channels, (start, end), &under, MIX_RATE_HZ);
     if !progress.advance(1) {
         return Err(Error::Cancelled);
     }
@@ -602,36 +568,5 @@ mod tests {
             let e = r.check(Backend::Diffusion).unwrap_err().to_string();
             assert!(e.contains(&format!("`{field}`")), "{field}: {e}");
         }
-    }
-
-    #[test]
-    fn the_music_replaces_the_section_and_hands_over_at_its_edges() {
-        let n = MIX_RATE_HZ as usize; // one second
-        let music = vec![vec![0.5f32; n]; 2];
-        let replace = OriginalSound {
-            keep: false,
-            gain_db: 0.0,
-            duck: false,
-        };
-        let mut mix = [vec![1.0f32; 3 * n], vec![1.0f32; 3 * n]];
-        mix_into(&mut mix, &music, (n, 2 * n), &replace);
-        assert_eq!(mix[0][n / 2], 1.0, "before the section: the original");
-        assert_eq!(mix[0][n + n / 2], 0.5, "inside: the music alone");
-        assert_eq!(mix[1][2 * n + n / 2], 1.0, "after: the original");
-        assert!(
-            mix[0][n] > 1.4,
-            "the original fades out over the first 50 ms"
-        );
-        let kept = OriginalSound {
-            keep: true,
-            gain_db: -6.0206,
-            duck: false,
-        };
-        let mut mix = [vec![1.0f32; 3 * n], vec![1.0f32; 3 * n]];
-        mix_into(&mut mix, &music, (n, 2 * n), &kept);
-        assert!(
-            (mix[0][n + n / 2] - 1.0).abs() < 1e-3,
-            "half the original plus the music"
-        );
     }
 }

@@ -255,7 +255,7 @@ pub async fn job_file(
 }
 
 /// `POST /api/uploads`: one file in the multipart field `file`, at most
-/// the server's upload limit, recognised by content (audio or a
+/// the server's upload limit, recognised by content (audio, a video or a
 /// spectrogram PNG). Answers `{"id", "kind", "format", "bytes", "name"}`.
 pub async fn upload(State(app): Shared, mut form: Multipart) -> Result<Response, ApiError> {
     let bad = |e: axum::extract::multipart::MultipartError| {
@@ -368,8 +368,8 @@ fn recognise(head: &[u8]) -> Result<super::uploads::Format, Receive> {
     sniff(head).ok_or_else(|| {
         Receive::Api(ApiError {
             status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            error: "not audio (WAV, FLAC, MP3, Ogg Vorbis or Opus, M4A, AIFF) or a PNG, \
-                    judging by its first bytes"
+            error: "not audio (WAV, FLAC, MP3, Ogg Vorbis or Opus, M4A, AIFF), a video \
+                    (MP4, MOV, MKV, WebM) or a PNG, judging by its first bytes"
                 .into(),
             field: Some("file".into()),
         })

@@ -53,6 +53,7 @@ impl From<Error> for ApiError {
             }
             Error::UnknownName { kind, .. } => Self::bad_field(*kind, e.to_string()),
             Error::QueueFull { .. } => Self::new(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
+            Error::Tool { .. } => Self::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
             _ => Self::new(StatusCode::INTERNAL_SERVER_ERROR, e.report()),
         }
     }

@@ -1,9 +1,11 @@
 //! A job's JSON body to the engine's job. The body is
 //! `{"kind": VERB, ...}`: VERB is the command-line verb (`generate`,
-//! `audio-to-audio`, `interpolate`, `analyze`) and the other fields are
+//! `audio-to-audio`, `interpolate`, `analyze`, `score-video`) and the other fields are
 //! that verb's flags in snake_case. Files are named by upload id, models
 //! by the names `GET /api/models` lists; output folders, devices and
 //! precision are the server's.
+
+use std::path::Path;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -14,6 +16,7 @@ use super::uploads::Uploads;
 use crate::captions::shruti::parse_tonic;
 use crate::captions::Vocabulary;
 use crate::choice::Choice;
+use crate::engine::score_video::{plan, OriginalSound, ScoreVideoRequest};
 use crate::engine::{
     defaults, AnalyzeRequest, Backend, GenerateRequest, ModelSpec, MusicgenOptions, Task, Work,
 };
@@ -21,7 +24,13 @@ use crate::error::{Error, Result};
 use crate::raga::inspect::InspectOptions;
 
 /// The job kinds, as their command-line verbs.
-pub const KINDS: [&str; 4] = ["generate", "audio-to-audio", "interpolate", "analyze"];
+pub const KINDS: [&str; 5] = [
+    "generate",
+    "audio-to-audio",
+    "interpolate",
+    "analyze",
+    "score-video",
+];
 
 /// Every field any kind takes; each kind allows the ones [`allowed`] lists.
 #[derive(Debug, Default, Deserialize)]
@@ -58,6 +67,16 @@ struct Fields {
     temperature: Option<f64>,
     window_s: Option<f64>,
     stride_s: Option<f64>,
+    video: Option<String>,
+    loudness: Option<f64>,
+    fade_in: Option<f64>,
+    fade_out: Option<f64>,
+    keep_original: Option<bool>,
+    duck: Option<bool>,
+    original_gain: Option<f64>,
+    start: Option<f64>,
+    end: Option<f64>,
+    format: Option<String>,
 }
 
 /// A tonic as Hz, or as the command line writes it (`D`, `146.8`,
@@ -89,6 +108,32 @@ const SAMPLING: [&str; 8] = [
     "name",
 ];
 
+/// MusicGen's sampling fields.
+const MUSICGEN: [&str; 6] = [
+    "greedy",
+    "top_k",
+    "top_p",
+    "temperature",
+    "window_s",
+    "stride_s",
+];
+
+/// The fields of `score-video` besides the sampling ones.
+const SCORE_VIDEO: [&str; 12] = [
+    "video",
+    "backend",
+    "steps",
+    "loudness",
+    "fade_in",
+    "fade_out",
+    "keep_original",
+    "duck",
+    "original_gain",
+    "start",
+    "end",
+    "format",
+];
+
 /// The fields a kind takes besides `kind`.
 fn allowed(kind: &str) -> Vec<&'static str> {
     let mut f: Vec<&'static str> = match kind {
@@ -106,21 +151,11 @@ fn allowed(kind: &str) -> Vec<&'static str> {
             "name",
         ],
         "audio-to-audio" => [&SAMPLING[..], &["input", "steps", "strength", "mask"]].concat(),
+        "score-video" => [&SAMPLING[..], &SCORE_VIDEO[..], &MUSICGEN[..]].concat(),
         _ => [
             &SAMPLING[..],
-            &[
-                "backend",
-                "steps",
-                "batch",
-                "seconds",
-                "continue",
-                "greedy",
-                "top_k",
-                "top_p",
-                "temperature",
-                "window_s",
-                "stride_s",
-            ],
+            &["backend", "steps", "batch", "seconds", "continue"],
+            &MUSICGEN[..],
         ]
         .concat(),
     };
@@ -212,6 +247,7 @@ pub fn parse(body: &Value, r: &Resolver) -> std::result::Result<(String, Work), 
         })?;
     let work = match kind.as_str() {
         "analyze" => analyze(&fields, r)?,
+        "score-video" => score_video(&fields, r)?,
         _ => generation(&kind, &fields, r)?,
     };
     Ok((kind, work))
@@ -248,6 +284,15 @@ fn analyze(f: &Fields, r: &Resolver) -> Result<Work> {
 }
 
 fn generation(kind: &str, f: &Fields, r: &Resolver) -> Result<Work> {
+    let (model, request) = music(kind, f, r)?;
+    Ok(Work::Generate {
+        model,
+        request: Box::new(request),
+    })
+}
+
+/// The model and the generation request a body names, checked.
+fn music(kind: &str, f: &Fields, r: &Resolver) -> Result<(ModelSpec, GenerateRequest)> {
     let backend = f.backend.as_deref().map(Backend::from_name).transpose()?;
     let model = pick_model(r.models, f.model.as_deref(), backend)?;
     let text_prompt = || required(&f.prompt, "prompt").cloned();
@@ -330,9 +375,56 @@ fn generation(kind: &str, f: &Fields, r: &Resolver) -> Result<Work> {
         variant: None,
         attention_slice: None,
     };
-    Ok(Work::Generate {
-        model: spec,
+    Ok((spec, request))
+}
+
+/// A `score-video` body: the music's request, the video upload and the
+/// mixing settings, checked against the video (so a picture-less or empty
+/// file is refused before it is queued). `format` picks the container
+/// (default the upload's own).
+fn score_video(f: &Fields, r: &Resolver) -> Result<Work> {
+    let (model, music) = music("score-video", f, r)?;
+    let video = r.uploads.path(required(&f.video, "video")?, "video")?;
+    let d = ScoreVideoRequest::new(video, music);
+    let request = ScoreVideoRequest {
+        loudness_lufs: f.loudness.unwrap_or(d.loudness_lufs),
+        fade_in_s: f.fade_in.unwrap_or(d.fade_in_s),
+        fade_out_s: f.fade_out.unwrap_or(d.fade_out_s),
+        original: OriginalSound {
+            keep: f.keep_original.unwrap_or(false),
+            gain_db: f.original_gain.unwrap_or(0.0),
+            duck: f.duck.unwrap_or(false),
+        },
+        start_s: f.start,
+        end_s: f.end,
+        ..d
+    };
+    const FORMATS: [&str; 4] = ["mp4", "mov", "mkv", "webm"];
+    let own = request
+        .video
+        .extension()
+        .map(|e| e.to_string_lossy().into_owned())
+        .filter(|e| FORMATS.contains(&e.as_str()));
+    let format = f.format.clone().or(own).unwrap_or_else(|| "mp4".into());
+    if !FORMATS.contains(&format.as_str()) {
+        return Err(Error::param(
+            "format",
+            format!("`{format}`: expected mp4, mov, mkv or webm"),
+        ));
+    }
+    let out_name = format!("scored.{format}");
+    plan(&request, model.backend, Path::new(&out_name), Path::new("")).map_err(|e| match e {
+        Error::InvalidVideo { reason, .. } => Error::param("video", reason),
+        Error::InvalidParameter {
+            field: "out",
+            reason,
+        } => Error::param("format", reason),
+        other => other,
+    })?;
+    Ok(Work::ScoreVideo {
+        model,
         request: Box::new(request),
+        out_name,
     })
 }
 

@@ -21,6 +21,10 @@ fn mime(name: &str) -> &'static str {
         Some("png") => "image/png",
         Some("json") => "application/json",
         Some("csv") => "text/csv",
+        Some("mp4") => "video/mp4",
+        Some("mov") => "video/quicktime",
+        Some("webm") => "video/webm",
+        Some("mkv") => "video/x-matroska",
         _ => "application/octet-stream",
     }
 }

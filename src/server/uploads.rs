@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 pub struct Format {
     /// The extension it is stored with (the decoders' hint).
     pub ext: &'static str,
-    /// `audio` or `image`.
+    /// `audio`, `image` or `video`.
     pub kind: &'static str,
 }
 
@@ -44,8 +44,19 @@ pub fn sniff(head: &[u8]) -> Option<Format> {
     if at(0, b"FORM") && (at(8, b"AIFF") || at(8, b"AIFC")) {
         return audio("aiff");
     }
+    let video = |ext| Some(Format { ext, kind: "video" });
     if at(4, b"ftyp") {
-        return audio("m4a");
+        // the major brand: iTunes audio, QuickTime, or any other ISO file
+        return match head.get(8..12) {
+            Some(b"M4A " | b"M4B " | b"M4P ") => audio("m4a"),
+            Some(b"qt  ") => video("mov"),
+            _ => video("mp4"),
+        };
+    }
+    if at(0, b"\x1a\x45\xdf\xa3") {
+        // EBML: the DocType near the start tells WebM from Matroska
+        let webm = head.windows(4).any(|w| w == b"webm");
+        return video(if webm { "webm" } else { "mkv" });
     }
     if at(0, b"ID3") {
         return audio("mp3");
@@ -57,6 +68,11 @@ pub fn sniff(head: &[u8]) -> Option<Format> {
         _ => None,
     }
 }
+
+/// Every extension an upload is stored with.
+const EXTENSIONS: [&str; 12] = [
+    "png", "wav", "flac", "ogg", "opus", "aiff", "m4a", "mp3", "mp4", "mov", "mkv", "webm",
+];
 
 /// The upload folder.
 #[derive(Debug, Clone)]
@@ -89,7 +105,7 @@ impl Uploads {
             && hex
                 .bytes()
                 .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-            && ["png", "wav", "flac", "ogg", "opus", "aiff", "m4a", "mp3"].contains(&ext);
+            && EXTENSIONS.contains(&ext);
         well_formed.then(|| self.dir.join(id))
     }
 
@@ -117,6 +133,20 @@ mod tests {
         assert_eq!(sniff(b"\x89PNG\r\n\x1a\n....").unwrap().kind, "image");
         assert_eq!(sniff(b"OggS\0\x02........OpusHead").unwrap().ext, "opus");
         assert_eq!(sniff(b"\0\0\0\x20ftypM4A ").unwrap().ext, "m4a");
+        assert_eq!(sniff(b"\0\0\0\x20ftypisom").unwrap().kind, "video");
+        assert_eq!(sniff(b"\0\0\0\x14ftypqt  ").unwrap().ext, "mov");
+        assert_eq!(
+            sniff(b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\x82\x84webm")
+                .unwrap()
+                .ext,
+            "webm"
+        );
+        assert_eq!(
+            sniff(b"\x1a\x45\xdf\xa3\xa3\x42\x82\x88matroska")
+                .unwrap()
+                .ext,
+            "mkv"
+        );
         assert_eq!(sniff(&[0xff, 0xfb, 0x90, 0x64]).unwrap().ext, "mp3");
         assert_eq!(sniff(&[0xff, 0xf1, 0x50, 0x80]), None, "ADTS");
         assert_eq!(sniff(b"<html><script>"), None);

@@ -214,3 +214,53 @@ pub const HEADLESS_FLAGS: [&str; 8] = [
     "--disable-component-update",
     "--disable-sync",
 ];
+
+/// Runs ffmpeg quietly; fails the test if it fails.
+#[allow(dead_code)]
+pub fn ffmpeg(args: &[&str]) {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-y"])
+        .args(args)
+        .output()
+        .expect("ffmpeg runs (tools/install-test-deps.sh installs it)");
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A test-pattern video `seconds` long at `rate` frames per second; with
+/// a 1 kHz tone when `tone` is given (an ffmpeg `volume` expression
+/// shaping it, `1` for steady).
+#[allow(dead_code)]
+pub fn make_video(path: &Path, seconds: f64, rate: &str, tone: Option<&str>) {
+    let picture = format!("testsrc=size=160x120:rate={rate}:duration={seconds}");
+    let mut args: Vec<String> = vec!["-f".into(), "lavfi".into(), "-i".into(), picture];
+    if let Some(volume) = tone {
+        args.extend([
+            "-f".into(),
+            "lavfi".into(),
+            "-i".into(),
+            format!("sine=frequency=1000:sample_rate=48000:duration={seconds}"),
+            "-af".into(),
+            format!("volume='{volume}':eval=frame"),
+            "-c:a".into(),
+            "aac".into(),
+        ]);
+    }
+    let webm = path.extension().is_some_and(|e| e == "webm");
+    let codec = if webm { "libvpx-vp9" } else { "libx264" };
+    args.extend([
+        "-c:v".into(),
+        codec.into(),
+        "-pix_fmt".into(),
+        "yuv420p".into(),
+    ]);
+    if webm {
+        args.extend(["-c:a".into(), "libopus".into()]);
+    }
+    args.push(path.display().to_string());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ffmpeg(&args);
+}

@@ -160,9 +160,13 @@ async function formBody(form) {
   const body = { kind: form.dataset.kind };
   for (const input of $$("input[name], select[name], textarea[name]", form)) {
     if (input.closest(".builder")) continue;
+    if (input.type === "checkbox") {
+      if (input.checked) body[input.name] = true;
+      continue;
+    }
     const v = input.value.trim();
     if (v === "") continue;
-    body[input.name] = input.type === "number" ? Number(v) : v;
+    body[input.name] = input.type === "number" || input.dataset.type === "number" ? Number(v) : v;
   }
   for (const input of $$("input[data-upload]", form)) {
     const field = input.dataset.upload;
@@ -208,6 +212,7 @@ async function submitForm(event) {
 function describe(body) {
   if (body.kind === "interpolate") return `${body.from} → ${body.to}`;
   if (body.kind === "analyze") return `analysis of ${body.input}`;
+  if (body.kind === "score-video") return `${body.prompt} over ${body.video}`;
   return body.prompt || (body.continue ? "continuation" : body.kind);
 }
 
@@ -274,9 +279,18 @@ function showFile(card, file, shown) {
   if (file.name.endsWith(".wav")) {
     shown.add(file.name);
     $(".player", outputFigure(card, file.name)).append(el("audio", { controls: "", preload: "auto", src: file.url }));
+  } else if (/\.(mp4|webm|mov|mkv)$/.test(file.name)) {
+    shown.add(file.name);
+    $(".player", outputFigure(card, file.name)).append(el("video", { controls: "", preload: "auto", src: file.url, class: "scored" }));
   } else if (file.name.endsWith(".png")) {
     shown.add(file.name);
     $(".picture", outputFigure(card, file.name)).append(el("img", { src: file.url, alt: file.name, class: "spectrogram" }));
+  } else if (/\.(mp4|webm|mov|mkv)\.json$/.test(file.name)) {
+    shown.add(file.name);
+    api(file.url).then((s) => {
+      const e = s.loudness.encoded;
+      $(".facts", card).replaceChildren(el("p", { text: `${e.integrated_lufs.toFixed(1)} LUFS (target ${s.loudness.target_lufs}), true peak ${e.true_peak_dbtp.toFixed(1)} dBTP · music ${s.section_s[0].toFixed(2)}–${s.music_end_s.toFixed(2)} s of ${s.video_duration_s.toFixed(2)} s${s.reused_music ? " · music reused" : ""}` }));
+    });
   } else if (file.name === "analysis.json") {
     shown.add(file.name);
     api(file.url).then((a) => showAnalysis($(".facts", card), a));
@@ -332,8 +346,8 @@ async function resume(job) {
   }
 }
 
-const FORM_OF = { "generate": "#generate-form", "interpolate": "#interpolate-form", "audio-to-audio": "#a2a-form", "analyze": "#inspect-form" };
-const PAGE_OF = { "generate": "generate", "interpolate": "interpolate", "audio-to-audio": "audio-to-audio", "analyze": "inspect" };
+const FORM_OF = { "generate": "#generate-form", "interpolate": "#interpolate-form", "audio-to-audio": "#a2a-form", "analyze": "#inspect-form", "score-video": "#score-video-form" };
+const PAGE_OF = { "generate": "generate", "interpolate": "interpolate", "audio-to-audio": "audio-to-audio", "analyze": "inspect", "score-video": "score-video" };
 
 function reuse(job) {
   const s = { ...job.settings };
@@ -349,7 +363,8 @@ function reuse(job) {
   }
   for (const input of $$("input[name], select[name], textarea[name]", form)) {
     if (input.type === "hidden") continue;
-    if (s[input.name] !== undefined) input.value = s[input.name];
+    if (input.type === "checkbox") input.checked = !!s[input.name];
+    else if (s[input.name] !== undefined) input.value = s[input.name];
     else if (input.tagName !== "SELECT") input.value = "";
   }
   for (const input of $$("input[data-upload]", form)) {
