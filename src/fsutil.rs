@@ -34,7 +34,7 @@ pub fn write_atomic(
 
 /// The temporary name used for `path` while it is being written:
 /// `.NAME.PID.tmp` in the same folder.
-fn temp_path(path: &Path) -> PathBuf {
+pub fn temp_path(path: &Path) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -17,7 +17,7 @@ use crate::audio::mix::{apply_fades, lay_over, quiet_cut, Ducking, Under};
 use crate::audio::r128::{self, Levelled, Measured};
 use crate::audio::{read_audio, resample, write_wav, Audio, ChannelLayout, WavFormat};
 use crate::error::{Error, Result};
-use crate::fsutil::{create_dir, io_at, refuse_overwriting, write_json_atomic};
+use crate::fsutil::{create_dir, io_at, refuse_overwriting, temp_path, write_json_atomic};
 use crate::progress::Progress;
 use crate::video::{container_for, Container, Probe, Tools};
 
@@ -224,6 +224,33 @@ fn music(
     Ok((first, false))
 }
 
+/// The music in `wav` fitted to a stretch `span` samples long at
+/// [`MIX_RATE_HZ`]: stereo, ended at the quietest moment of the stretch's
+/// last [`CUT_WINDOW_S`], faded in and out.
+fn fit(wav: &Path, span: usize, request: &ScoreVideoRequest) -> Result<Vec<Vec<f32>>> {
+    let music = read_audio(wav)?;
+    let music = resample(&music.with_layout(ChannelLayout::Stereo), MIX_RATE_HZ)?;
+    let rate = MIX_RATE_HZ as f64;
+    let latest = span.min(music.len_samples());
+    let window = (CUT_WINDOW_S * rate) as usize;
+    let frame = MIX_RATE_HZ as usize / 50;
+    let cut = quiet_cut(
+        &music.channels,
+        latest.saturating_sub(window),
+        latest,
+        frame,
+    );
+    let mut channels = music.channels;
+    channels.iter_mut().for_each(|c| c.truncate(cut));
+    let fade = |s: f64| ((s * rate) as usize).min(cut / 2);
+    apply_fades(
+        &mut channels,
+        fade(request.fade_in_s),
+        fade(request.fade_out_s),
+    );
+    Ok(channels)
+}
+
 /// Fails unless a file can be created beside `out` (before the long work).
 fn check_writable(out: &Path) -> Result<()> {
     let dir = match out.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -240,15 +267,6 @@ fn check_writable(out: &Path) -> Result<()> {
     })?;
     let _ = std::fs::remove_file(&probe);
     Ok(())
-}
-
-/// The temporary name `out` is muxed to before it is renamed into place.
-fn temp_out(out: &Path) -> PathBuf {
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    out.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
 
 /// A request checked against its video, its tools and its output, ready
@@ -342,32 +360,15 @@ pub fn score_video(engine: &Engine, plan: &Plan, progress: &dyn Progress) -> Res
     };
     let (music_wav, reused_music) = music(engine, wanted, work_dir, progress)?;
 
-    progress.start(3, "mixing");
-    let music = read_audio(&music_wav)?;
-    let music = resample(&music.with_layout(ChannelLayout::Stereo), MIX_RATE_HZ)?;
+    progress.start(2, "mixing");
     let rate = MIX_RATE_HZ as f64;
     let total = (probe.duration_s * rate).round() as usize;
     let (start, end) = (
         (start_s * rate).round() as usize,
         ((end_s * rate).round() as usize).min(total),
     );
-    let window = (CUT_WINDOW_S * rate) as usize;
-    let latest = (end - start).min(music.len_samples());
-    let cut = quiet_cut(&music.channels, latest.saturating_sub(window), latest, 960);
-    let mut channels: Vec<Vec<f32>> = music
-        .channels
-        .into_iter()
-        .map(|mut c| {
-            c.truncate(cut);
-            c
-        })
-        .collect();
-    let fade = |s: f64| ((s * rate) as usize).min(cut / 2);
-    apply_fades(
-        &mut channels,
-        fade(request.fade_in_s),
-        fade(request.fade_out_s),
-    );
+    let channels = fit(&music_wav, end - start, request)?;
+    let cut = channels[0].len();
     if !progress.advance(1) {
         return Err(Error::Cancelled);
     }
@@ -395,7 +396,7 @@ pub fn score_video(engine: &Engine, plan: &Plan, progress: &dyn Progress) -> Res
 
     create_dir(work_dir)?;
     let context = format!("the sound for {}", out.display());
-    let tmp = temp_out(out);
+    let tmp = temp_path(out);
     let mix_wav = work_dir.join(format!(".mix.{}.wav", std::process::id()));
     let result = (|| {
         let mut ceiling = r128::CEILING_DBTP;
