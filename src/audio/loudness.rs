@@ -8,6 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::db_to_gain;
+
 /// RMS target of riffusion's normalisation, dBFS.
 pub const TARGET_RMS_DBFS: f32 = -12.0;
 /// Peak target of riffusion's normalisation, dBFS.
@@ -38,10 +40,6 @@ crate::choices!(Loudness, "loudness", [
     None => "none": "the level as reconstructed",
 ]);
 
-fn db_to_gain(db: f32) -> f32 {
-    10f32.powf(db / 20.0)
-}
-
 fn peak(ch: &[Vec<f32>]) -> f32 {
     ch.iter().flatten().fold(0.0f32, |m, s| m.max(s.abs()))
 }
@@ -65,18 +63,18 @@ pub fn normalize_loudness(channels: &mut [Vec<f32>], mode: Loudness) {
     if p == 0.0 || mode == Loudness::None {
         return;
     }
-    let peak_target = db_to_gain(TARGET_PEAK_DBFS);
+    let peak_target = db_to_gain(TARGET_PEAK_DBFS.into()) as f32;
     match mode {
         Loudness::None => {}
         Loudness::Peak => scale(channels, peak_target / p),
         Loudness::Riffusion => {
             let r = rms(channels);
-            let gain = (db_to_gain(TARGET_RMS_DBFS) / r).min(peak_target / p);
+            let gain = (db_to_gain(TARGET_RMS_DBFS.into()) as f32 / r).min(peak_target / p);
             scale(channels, gain);
         }
         Loudness::RiffusionClip => {
             scale(channels, 1.0 / p);
-            let gain = db_to_gain(TARGET_RMS_DBFS) / rms(channels);
+            let gain = db_to_gain(TARGET_RMS_DBFS.into()) as f32 / rms(channels);
             for s in channels.iter_mut().flatten() {
                 *s = (*s * gain).clamp(-1.0, 1.0);
             }

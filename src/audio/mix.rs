@@ -128,7 +128,7 @@ pub fn duck_gains(key: &[Vec<f32>], sample_rate_hz: u32, duck: &Ducking) -> Vec<
         }
         active[f] = last_active.is_some_and(|a| f - a <= hold_frames);
     }
-    let low = 10f64.powf(duck.depth_db / 20.0);
+    let low = super::db_to_gain(duck.depth_db);
     let per_sample = |t: f64| 1.0 - (-1.0 / (t.max(1e-4) * sample_rate_hz as f64)).exp();
     let (attack, release) = (per_sample(duck.attack_s), per_sample(duck.release_s));
     let mut g = 1.0f64;
@@ -176,7 +176,7 @@ pub fn lay_over(
         Under::Kept { gain_db, duck } => {
             let span: Vec<Vec<f32>> = sound.iter().map(|c| c[start..end].to_vec()).collect();
             let ducked = duck.map(|d| duck_gains(&span, sample_rate_hz, &d));
-            (Some(10f64.powf(gain_db / 20.0) as f32), ducked)
+            (Some(super::db_to_gain(*gain_db) as f32), ducked)
         }
         Under::Replaced { .. } => (None, None),
     };

@@ -18,6 +18,11 @@ pub use resample::resample;
 
 use crate::error::{Error, Result};
 
+/// The linear gain of `db` decibels (amplitude: 20 dB is ten times).
+pub fn db_to_gain(db: f64) -> f64 {
+    10f64.powf(db / 20.0)
+}
+
 /// A block of audio: one sample vector per channel, all of equal length.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Audio {

@@ -73,19 +73,19 @@ pub fn measure(channels: &[Vec<f32>], sample_rate_hz: u32, context: &str) -> Res
     })
 }
 
-/// Brings `channels` to `target_lufs` integrated loudness with no true
+/// `input` brought to `target_lufs` integrated loudness with no true
 /// peak above `ceiling_dbtp`: one gain, then a look-ahead limiter (5 ms,
 /// 100 ms release) where the gain pushes peaks past the ceiling; repeated
 /// until both hold (limiting lowers the loudness a little, and
 /// inter-sample peaks can sit above the samples). Silence, or audio too
 /// quiet to reach the target with 40 dB of gain, is refused.
 pub fn to_target(
-    channels: &mut [Vec<f32>],
+    input: &[Vec<f32>],
     sample_rate_hz: u32,
     target_lufs: f64,
     ceiling_dbtp: f64,
     context: &str,
-) -> Result<Levelled> {
+) -> Result<(Vec<Vec<f32>>, Levelled)> {
     if !TARGET_LUFS.contains(&target_lufs) {
         return Err(Error::param(
             "loudness",
@@ -96,7 +96,7 @@ pub fn to_target(
             ),
         ));
     }
-    let before = measure(channels, sample_rate_hz, context)?;
+    let before = measure(input, sample_rate_hz, context)?;
     if !before.integrated_lufs.is_finite() {
         return Err(Error::InvalidAudio {
             context: context.to_string(),
@@ -116,19 +116,19 @@ pub fn to_target(
     let lookahead = (sample_rate_hz as usize / 200).max(1);
     let release = (sample_rate_hz as usize / 10).max(1);
     let mut margin_db = 0.3;
-    let original: Vec<Vec<f32>> = channels.to_vec();
+    let mut channels: Vec<Vec<f32>> = input.to_vec();
     for _ in 0..8 {
-        let gain = 10f64.powf(gain_db / 20.0) as f32;
-        for (out, src) in channels.iter_mut().zip(&original) {
+        let gain = super::db_to_gain(gain_db) as f32;
+        for (out, src) in channels.iter_mut().zip(input) {
             for (o, s) in out.iter_mut().zip(src) {
                 *o = s * gain;
             }
         }
         let limiter_ceiling_dbfs = ceiling_dbtp - margin_db;
-        let ceiling = 10f64.powf(limiter_ceiling_dbfs / 20.0) as f32;
-        let gains = limiter_gains(channels, ceiling, lookahead, release);
-        apply_gains(channels, &gains);
-        let after = measure(channels, sample_rate_hz, context)?;
+        let ceiling = super::db_to_gain(limiter_ceiling_dbfs) as f32;
+        let gains = limiter_gains(&channels, ceiling, lookahead, release);
+        apply_gains(&mut channels, &gains);
+        let after = measure(&channels, sample_rate_hz, context)?;
         if after.true_peak_dbtp > ceiling_dbtp {
             margin_db += after.true_peak_dbtp - ceiling_dbtp + 0.1;
             continue;
@@ -138,12 +138,13 @@ pub fn to_target(
             gain_db += miss;
             continue;
         }
-        return Ok(Levelled {
+        let levelled = Levelled {
             before,
             after,
             gain_db,
             limiter_ceiling_dbfs,
-        });
+        };
+        return Ok((channels, levelled));
     }
     Err(Error::Numeric {
         context: context.to_string(),
@@ -194,8 +195,14 @@ mod tests {
     fn loud_transients_reach_the_target_under_the_ceiling() {
         for target in [WEB_LUFS, BROADCAST_LUFS] {
             let sr = 48_000;
-            let mut ch = noise_burst(sr, 6.0, 0.05);
-            let done = to_target(&mut ch, sr, target, CEILING_DBTP, "noise").unwrap();
+            let (ch, done) = to_target(
+                &noise_burst(sr, 6.0, 0.05),
+                sr,
+                target,
+                CEILING_DBTP,
+                "noise",
+            )
+            .unwrap();
             assert!(
                 (done.after.integrated_lufs - target).abs() <= TOLERANCE_LU,
                 "{done:?}"
@@ -208,13 +215,13 @@ mod tests {
 
     #[test]
     fn silence_and_absurd_targets_are_refused() {
-        let mut silent = vec![vec![0.0f32; 48_000]; 2];
-        let e = to_target(&mut silent, 48_000, -14.0, -1.0, "mix.wav").unwrap_err();
+        let silent = vec![vec![0.0f32; 48_000]; 2];
+        let e = to_target(&silent, 48_000, -14.0, -1.0, "mix.wav").unwrap_err();
         assert!(
             e.to_string().contains("mix.wav") && e.to_string().contains("silent"),
             "{e}"
         );
-        let e = to_target(&mut silent, 48_000, 3.0, -1.0, "mix.wav").unwrap_err();
+        let e = to_target(&silent, 48_000, 3.0, -1.0, "mix.wav").unwrap_err();
         assert!(e.to_string().contains("loudness"), "{e}");
     }
 }

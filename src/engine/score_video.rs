@@ -401,14 +401,8 @@ pub fn score_video(engine: &Engine, plan: &Plan, progress: &dyn Progress) -> Res
     let result = (|| {
         let mut ceiling = r128::CEILING_DBTP;
         for _ in 0..ENCODE_TRIES {
-            let mut levelled_mix: Vec<Vec<f32>> = mix.to_vec();
-            let levelled = r128::to_target(
-                &mut levelled_mix,
-                MIX_RATE_HZ,
-                request.loudness_lufs,
-                ceiling,
-                &context,
-            )?;
+            let (levelled_mix, levelled) =
+                r128::to_target(&mix, MIX_RATE_HZ, request.loudness_lufs, ceiling, &context)?;
             let audio = Audio::new(levelled_mix, MIX_RATE_HZ, &context)?;
             write_wav(&mix_wav, &audio, WavFormat::Float32)?;
             tools.mux(
