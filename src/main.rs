@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     quiet_on_closed_pipe();
-    keep_freed_memory();
+    ragafusion::memory::keep_freed_memory();
     init_logging();
     match cli::run() {
         Ok(code) => code,
@@ -35,27 +35,6 @@ fn init_logging() {
         .with_target(false)
         .without_time()
         .init();
-}
-
-/// Tunes glibc's allocator for tensor work: buffers of every size come
-/// from the heap rather than fresh mappings, and freed memory is kept for
-/// reuse instead of being returned to the kernel at once. Tensor code
-/// allocates and frees megabytes per operation; without this, page faults
-/// and page clearing take over half of the CNN's training time. glibc maps
-/// anything over 32 MiB afresh whatever the threshold says, so mappings
-/// are turned off altogether: the SD 1.5 VAE decode, whose activations are
-/// 134 MB each, spent 17% of its time clearing new pages and is 20% faster
-/// without them (docs/benchmarks.md).
-fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator tuning parameters; it is
-    // called once, before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_MMAP_MAX, 0);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
-        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
-    }
 }
 
 /// Lets a closed pipe end the process quietly (`ragafusion ... | head`),

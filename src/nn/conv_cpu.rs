@@ -11,12 +11,19 @@
 //! more calls of the same kernels: the input gradient is this convolution
 //! of the output gradient with the flipped, transposed kernel; the kernel
 //! gradient sums `grad_out_tile x im2col_tile^T` over tiles.
+//!
+//! 3 x 3 kernels with 16 or more channels on both sides (the forward and
+//! the input gradient) go through Winograd's F(2x2, 3x3) instead
+//! ([`winograd`](super::winograd)), which needs 2.25 times fewer
+//! multiplications.
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 /// Output pixels per tile (rounded to whole rows).
 const TILE_PX: usize = 512;
+/// Fewest input and output channels for the Winograd path.
+const WINOGRAD_MIN_CHANNELS: usize = 16;
 
 /// Geometry of one convolution: input `[b, c, h, w]`, kernel
 /// `[o, c, k, k]`, zero padding `pad`, stride 1.
@@ -40,6 +47,15 @@ impl Geometry {
     }
     fn ckk(&self) -> usize {
         self.c * self.k * self.k
+    }
+    /// Whether the Winograd kernel takes this convolution: 3 x 3, and
+    /// enough channels on both sides for its matrix products (over `c`)
+    /// to run at speed.
+    fn winograd(&self) -> bool {
+        if std::env::var("RF_NOWINO").is_ok() {
+            return false;
+        }
+        self.k == 3 && self.c >= WINOGRAD_MIN_CHANNELS && self.o >= WINOGRAD_MIN_CHANNELS
     }
     fn tile_rows(&self) -> usize {
         (TILE_PX / self.out_w().max(1)).max(1)
@@ -87,14 +103,14 @@ impl Geometry {
 
 /// Raw pointer to a buffer whose tiles are written by disjoint tasks.
 #[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: each task writes only its own tile's rows of the output (tiles
-// partition the output), so no two threads touch the same element.
+pub(crate) struct SharedOut(pub(crate) *mut f32);
+// SAFETY: every user hands each task its own part of the output (tiles
+// partition it), so no two threads touch the same element.
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
 impl SharedOut {
-    fn ptr(self) -> *mut f32 {
+    pub(crate) fn ptr(self) -> *mut f32 {
         self.0
     }
 }
@@ -115,6 +131,8 @@ pub(crate) fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result
 #[derive(Debug, Clone, Copy)]
 struct ConvFwd {
     pad: usize,
+    /// Whether 3 x 3 kernels may take the Winograd path.
+    winograd: bool,
 }
 
 impl ConvFwd {
@@ -158,6 +176,18 @@ impl CustomOp2 for ConvFwd {
         let wt = f32_slice(ws, wl, "kernel")?;
         let (oh, ow, ckk) = (g.out_h(), g.out_w(), g.ckk());
         let mut out = vec![0f32; g.b * g.o * oh * ow];
+        if self.winograd && g.winograd() {
+            let shape = super::winograd::Conv3x3 {
+                b: g.b,
+                c: g.c,
+                h: g.h,
+                w: g.w,
+                o: g.o,
+                pad: g.pad,
+            };
+            super::winograd::conv3x3(shape, x, wt, &mut out);
+            return Ok((CpuStorage::F32(out), Shape::from((g.b, g.o, oh, ow))));
+        }
         let dst = SharedOut(out.as_mut_ptr());
         g.tiles().into_par_iter().for_each_init(
             || vec![0f32; ckk * g.tile_rows() * ow],
@@ -215,6 +245,7 @@ impl CustomOp2 for ConvFwd {
             &w_flip,
             &ConvFwd {
                 pad: k - 1 - self.pad,
+                winograd: self.winograd,
             },
         )?;
         let gw = x
@@ -324,8 +355,25 @@ pub fn supported(x: &Tensor, weight: &Tensor, padding: usize) -> bool {
 /// `x [b, c, h, w]` convolved with `weight [o, c, k, k]`, stride 1, zero
 /// padding `padding`, differentiable in both. Check [`supported`] first.
 pub fn conv2d_stride1(x: &Tensor, weight: &Tensor, padding: usize) -> Result<Tensor> {
-    x.contiguous()?
-        .apply_op2(&weight.contiguous()?, ConvFwd { pad: padding })
+    x.contiguous()?.apply_op2(
+        &weight.contiguous()?,
+        ConvFwd {
+            pad: padding,
+            winograd: true,
+        },
+    )
+}
+
+/// [`conv2d_stride1`] through the im2col kernel alone, never Winograd's:
+/// the comparison for benches and tests.
+pub fn conv2d_stride1_im2col(x: &Tensor, weight: &Tensor, padding: usize) -> Result<Tensor> {
+    x.contiguous()?.apply_op2(
+        &weight.contiguous()?,
+        ConvFwd {
+            pad: padding,
+            winograd: false,
+        },
+    )
 }
 
 #[cfg(test)]
@@ -347,7 +395,8 @@ mod tests {
     }
 
     /// Forward and both gradients equal candle's convolution's, over
-    /// shapes with odd sizes, one-row images and both paddings.
+    /// shapes with odd sizes, one-row images and every padding, through
+    /// the im2col and the Winograd kernels.
     #[test]
     fn matches_candle_forward_and_backward() {
         let dev = Device::Cpu;
@@ -357,6 +406,11 @@ mod tests {
             (3, 2, 6, 40, 4, 3, 0),
             (1, 8, 5, 5, 3, 5, 2),
             (2, 16, 16, 70, 8, 3, 1),
+            // the Winograd path: forward, and the input gradient (a 3 x 3
+            // convolution of the output gradient) in both directions
+            (2, 16, 11, 37, 16, 3, 1),
+            (1, 17, 8, 21, 16, 3, 0),
+            (1, 16, 6, 19, 20, 3, 2),
         ] {
             let x =
                 Var::from_tensor(&Tensor::randn(0f32, 1., (b, c, h, w), &dev).unwrap()).unwrap();

@@ -217,7 +217,9 @@ pub struct Attention {
     scale: f64,
     /// Batch x heads processed at once (diffusers' attention slicing);
     /// `None`: all heads, in chunks of query rows when the score matrices
-    /// would exceed [`AUTO_SLICE_BYTES`].
+    /// would exceed [`AUTO_SLICE_BYTES`]. f32 inference on the CPU takes
+    /// the fused kernel of [`attention_cpu`](super::attention_cpu), whose
+    /// memory is bounded anyway, and ignores it.
     pub slice_size: Option<usize>,
 }
 
@@ -313,9 +315,20 @@ impl Attention {
     pub fn forward(&self, x: &Tensor, context: Option<&Tensor>) -> Result<Tensor> {
         let (b, n, _) = x.dims3()?;
         let ctx = context.unwrap_or(x);
-        let q = self.split_heads(&self.to_q.forward(x)?)?;
-        let k = self.split_heads(&self.to_k.forward(ctx)?)?;
-        let v = self.split_heads(&self.to_v.forward(ctx)?)?;
+        let (q, k, v) = (
+            self.to_q.forward(x)?,
+            self.to_k.forward(ctx)?,
+            self.to_v.forward(ctx)?,
+        );
+        if super::attention_cpu::supported(&q, &k, &v) {
+            let out = super::attention_cpu::attention(&q, &k, &v, self.heads, self.scale)?;
+            return self.to_out.forward(&out);
+        }
+        let (q, k, v) = (
+            self.split_heads(&q)?,
+            self.split_heads(&k)?,
+            self.split_heads(&v)?,
+        );
         let bh = b * self.heads;
         let out = match self.slice_size {
             Some(s) if s < bh => {

@@ -7,6 +7,9 @@
 //! layers.rs       differentiable building blocks (linear, conv, norms,
 //!                 attention, ResNet blocks, resampling)
 //! conv_cpu.rs     CPU stride-1 convolution with gradients (im2col + gemm)
+//! winograd.rs     its 3x3 forward by Winograd F(2x2, 3x3)
+//! attention_cpu.rs  fused CPU attention for inference (no score matrix)
+//! vecmath.rs      vectorised row kernels (max, exp) with AVX2 dispatch
 //! channel_ops.rs  per-channel bias / affine with fast gradients
 //! ops.rs          3x3 convolution and 2x2 max pooling with exact gradients
 //! segments.rs     segmented forwards, gradient checkpointing
@@ -17,6 +20,7 @@
 //! lora.rs         low-rank adapters: targets, initialisation, merging
 //! ```
 
+pub mod attention_cpu;
 pub mod channel_ops;
 pub mod conv_cpu;
 pub mod layers;
@@ -26,4 +30,6 @@ pub mod ops;
 pub mod params;
 pub mod random;
 pub mod segments;
+pub mod vecmath;
 pub mod weights;
+mod winograd;
