@@ -21,7 +21,8 @@
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::conv_cpu::{f32_slice, SharedOut};
+use super::conv_cpu::f32_slice;
+use super::disjoint::SharedOut;
 use super::vecmath;
 
 /// Score-tile budget of one task. Larger blocks of query rows share the

@@ -20,6 +20,8 @@
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::disjoint::SharedOut;
+
 /// Output pixels per tile (rounded to whole rows).
 const TILE_PX: usize = 512;
 /// Fewest input and output channels for the Winograd path.
@@ -98,20 +100,6 @@ impl Geometry {
                 }
             }
         }
-    }
-}
-
-/// Raw pointer to a buffer whose tiles are written by disjoint tasks.
-#[derive(Clone, Copy)]
-pub(crate) struct SharedOut(pub(crate) *mut f32);
-// SAFETY: every user hands each task its own part of the output (tiles
-// partition it), so no two threads touch the same element.
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    pub(crate) fn ptr(self) -> *mut f32 {
-        self.0
     }
 }
 

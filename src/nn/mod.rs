@@ -8,6 +8,7 @@
 //!                 attention, ResNet blocks, resampling)
 //! conv_cpu.rs     CPU stride-1 convolution with gradients (im2col + gemm)
 //! winograd.rs     its 3x3 forward by Winograd F(2x2, 3x3)
+//! disjoint.rs     an output pointer shared by tasks writing disjoint parts
 //! attention_cpu.rs  fused CPU attention for inference (no score matrix)
 //! vecmath.rs      vectorised row kernels (max, exp) with AVX2 dispatch
 //! channel_ops.rs  per-channel bias / affine with fast gradients
@@ -23,6 +24,7 @@
 pub mod attention_cpu;
 pub mod channel_ops;
 pub mod conv_cpu;
+mod disjoint;
 pub mod layers;
 pub mod lora;
 pub mod noise;

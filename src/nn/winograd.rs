@@ -17,7 +17,7 @@
 
 use rayon::prelude::*;
 
-use super::conv_cpu::SharedOut;
+use super::disjoint::SharedOut;
 
 /// Winograd positions: the transformed tile is 4 x 4.
 const XI: usize = 16;
