@@ -12,7 +12,9 @@
 //! Run: `cargo bench --bench kernels`. Results: docs/benchmarks.md.
 
 use candle_core::{Device, Tensor, D};
-use criterion::{black_box, criterion_group, Criterion};
+use std::hint::black_box;
+
+use criterion::{criterion_group, Criterion};
 use ragafusion::nn::{attention_cpu, conv_cpu, vecmath};
 
 /// The tensor-op attention: heads split out, score matrices 64 query rows

@@ -34,7 +34,7 @@ pub fn exp_f32(x: f32) -> f32 {
     let p = ((((1.987_569_2e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 1.666_666_5e-1)
         * r
-        + 5.000_000_1e-1;
+        + 0.5;
     let e_r = p * r2 + r + 1.0;
     // 2^n, a normal number for n in -126..=127: n + 127 sits in the low
     // mantissa bits of 2^23 + n + 127, and the shift drops the rest (a

@@ -125,6 +125,7 @@ fn transform_kernel(wt: &[f32], o: usize, c: usize) -> Vec<f32> {
 
 /// `B^T d B` of one 4 x 4 input tile, in place of `d`.
 #[inline(always)]
+#[allow(clippy::needless_range_loop)] // column j of all four rows
 fn transform_input_tile(d: &mut [[f32; 4]; 4]) {
     for j in 0..4 {
         let (d0, d1, d2, d3) = (d[0][j], d[1][j], d[2][j], d[3][j]);
@@ -139,9 +140,9 @@ fn transform_input_tile(d: &mut [[f32; 4]; 4]) {
     }
 }
 
-/// The input transform of `LANES` side-by-side tiles whose 4 x (2 LANES
-/// + 2) input window starts at `(y0, x0)` of `plane` (row length `w`),
-/// written to `vc[xi * tb + k]` for tile `k`.
+/// The input transform of `LANES` side-by-side tiles whose input window
+/// (4 rows of `2 * LANES + 2`) starts at `(y0, x0)` of `plane` (row
+/// length `w`), written to `vc[xi * tb + k]` for tile `k`.
 #[inline(always)]
 fn input_lanes(plane: &[f32], w: usize, (y0, x0): (usize, usize), vc: &mut [f32], tb: usize) {
     let mut d = [[[0f32; LANES]; 4]; 4];
@@ -322,6 +323,7 @@ pub(crate) fn conv3x3(g: Conv3x3, x: &[f32], wt: &[f32], out: &mut [f32]) {
                 let at = |xi: usize| mo[xi * tb + t];
                 // A^T M: 2 rows of 4
                 let mut s = [[0f32; 4]; 2];
+                #[allow(clippy::needless_range_loop)] // column j of both rows
                 for j in 0..4 {
                     let (m0, m1, m2, m3) = (at(j), at(4 + j), at(8 + j), at(12 + j));
                     s[0][j] = m0 + m1 + m2;
