@@ -15,14 +15,18 @@
 //! `[batch, tokens, heads * head_dim]` layout directly, with no transposed
 //! copies.
 //!
-//! Inference only: there is no backward pass (attention that is being
-//! trained goes through differentiable tensor ops).
+//! The backward pass is fused the same way. One task per (batch, head)
+//! walks its blocks of query rows again: it recomputes the block's
+//! probabilities, then `dV += P^T dO`, `dS = P * (dO V^T - rowsum(dO * O))`,
+//! `dQ = scale dS K` and `dK += scale dS^T Q`, with the key and value
+//! gradients accumulated in place (each task owns its head's columns).
 
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::conv_cpu::f32_slice;
 use super::disjoint::SharedOut;
+use super::strided::{matmul, View};
 use super::vecmath;
 
 /// Score-tile budget of one task. Larger blocks of query rows share the
@@ -121,26 +125,14 @@ impl CustomOp3 for FusedAttention {
                 // b, columns h*d.., read as the transposed right operand;
                 // `s` holds len x m values. All in bounds of their buffers.
                 unsafe {
-                    gemm::gemm(
-                        len,
-                        g.m,
-                        g.d,
+                    matmul(
+                        (len, g.m, g.d),
                         s.as_mut_ptr(),
-                        1,
-                        g.m as isize,
+                        g.m,
                         false,
-                        q.as_ptr().add((b * g.n + i0) * hd + h * g.d),
-                        1,
-                        hd as isize,
-                        k.as_ptr().add(b * g.m * hd + h * g.d),
-                        hd as isize,
-                        1,
-                        0.0,
+                        View::rows(q.as_ptr().add((b * g.n + i0) * hd + h * g.d), hd),
+                        View::transposed(k.as_ptr().add(b * g.m * hd + h * g.d), hd),
                         self.scale,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
                     );
                 }
                 let mut inv_sums = [0f32; MAX_BLOCK_ROWS];
@@ -154,26 +146,14 @@ impl CustomOp3 for FusedAttention {
                 // (batch, head, row block)); the values are the m rows of
                 // batch b, columns h*dv.., all in bounds.
                 unsafe {
-                    gemm::gemm(
-                        len,
-                        g.dv,
-                        g.m,
+                    matmul(
+                        (len, g.dv, g.m),
                         dst.ptr().add(o),
-                        1,
-                        hdv as isize,
+                        hdv,
                         false,
-                        s.as_ptr(),
-                        1,
-                        g.m as isize,
-                        v.as_ptr().add(b * g.m * hdv + h * g.dv),
-                        1,
-                        hdv as isize,
-                        0.0,
+                        View::rows(s.as_ptr(), g.m),
+                        View::rows(v.as_ptr().add(b * g.m * hdv + h * g.dv), hdv),
                         1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
                     );
                     for (r, inv) in inv_sums[..len].iter().enumerate() {
                         let row = std::slice::from_raw_parts_mut(dst.ptr().add(o + r * hdv), g.dv);
@@ -184,25 +164,162 @@ impl CustomOp3 for FusedAttention {
         );
         Ok((CpuStorage::F32(out), Shape::from((g.b, g.n, hdv))))
     }
+
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        out: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let g = self.dims(q.layout(), k.layout(), v.layout())?;
+        let flat = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
+        let grads = backward(
+            g,
+            self.scale,
+            [&flat(q)?, &flat(k)?, &flat(v)?, &flat(out)?, &flat(grad)?],
+        );
+        let [dq, dk, dv] = grads;
+        let dev = q.device();
+        Ok((
+            Some(Tensor::from_vec(dq, q.shape(), dev)?),
+            Some(Tensor::from_vec(dk, k.shape(), dev)?),
+            Some(Tensor::from_vec(dv, v.shape(), dev)?),
+        ))
+    }
 }
 
-/// Whether [`attention`] handles these operands: f32 on the CPU, none of
-/// them tracked for gradients.
+/// The gradients `[dq, dk, dv]` from `[q, k, v, out, d_out]` (see the
+/// module notes).
+fn backward(g: Dims, scale: f32, [q, k, v, o, go]: [&[f32]; 5]) -> [Vec<f32>; 3] {
+    let (hd, hdv) = (g.heads * g.d, g.heads * g.dv);
+    let rows = block_rows(g.m);
+    let mut dq = vec![0f32; g.b * g.n * hd];
+    let mut dk = vec![0f32; g.b * g.m * hd];
+    let mut dv = vec![0f32; g.b * g.m * hdv];
+    let (dqp, dkp, dvp) = (
+        SharedOut(dq.as_mut_ptr()),
+        SharedOut(dk.as_mut_ptr()),
+        SharedOut(dv.as_mut_ptr()),
+    );
+    let tasks: Vec<(usize, usize)> = (0..g.b)
+        .flat_map(|b| (0..g.heads).map(move |h| (b, h)))
+        .collect();
+    tasks.into_par_iter().for_each(|(b, h)| {
+        let mut p = vec![0f32; rows * g.m];
+        let mut ds = vec![0f32; rows * g.m];
+        let (kb, vb) = (b * g.m * hd + h * g.d, b * g.m * hdv + h * g.dv);
+        for i0 in (0..g.n).step_by(rows) {
+            let len = rows.min(g.n - i0);
+            let (p, ds) = (&mut p[..len * g.m], &mut ds[..len * g.m]);
+            let (qb, ob) = (
+                (b * g.n + i0) * hd + h * g.d,
+                (b * g.n + i0) * hdv + h * g.dv,
+            );
+            // SAFETY (every product below): operands are the blocks named
+            // in their comments, in bounds of their buffers; the
+            // destinations dq (rows i0.., head h's columns), dk and dv
+            // (batch b, head h's columns) belong to this task alone.
+            unsafe {
+                // P = softmax(scale Q K^T)
+                matmul(
+                    (len, g.m, g.d),
+                    p.as_mut_ptr(),
+                    g.m,
+                    false,
+                    View::rows(q.as_ptr().add(qb), hd),
+                    View::transposed(k.as_ptr().add(kb), hd),
+                    scale,
+                );
+            }
+            for row in p.chunks_exact_mut(g.m) {
+                let top = vecmath::max(row);
+                let inv = 1.0 / vecmath::exp_shifted_sum(row, top);
+                row.iter_mut().for_each(|x| *x *= inv);
+            }
+            unsafe {
+                // dV += P^T dO
+                matmul(
+                    (g.m, g.dv, len),
+                    dvp.ptr().add(vb),
+                    hdv,
+                    true,
+                    View::transposed(p.as_ptr(), g.m),
+                    View::rows(go.as_ptr().add(ob), hdv),
+                    1.0,
+                );
+                // dP = dO V^T
+                matmul(
+                    (len, g.m, g.dv),
+                    ds.as_mut_ptr(),
+                    g.m,
+                    false,
+                    View::rows(go.as_ptr().add(ob), hdv),
+                    View::transposed(v.as_ptr().add(vb), hdv),
+                    1.0,
+                );
+            }
+            // dS = P * (dP - rowsum(dO * O))
+            for (r, (ds_row, p_row)) in ds
+                .chunks_exact_mut(g.m)
+                .zip(p.chunks_exact(g.m))
+                .enumerate()
+            {
+                let at = ob + r * hdv;
+                let dot: f32 = go[at..at + g.dv]
+                    .iter()
+                    .zip(&o[at..at + g.dv])
+                    .map(|(a, b)| a * b)
+                    .sum();
+                for (d, &pv) in ds_row.iter_mut().zip(p_row) {
+                    *d = pv * (*d - dot);
+                }
+            }
+            unsafe {
+                // dQ = scale dS K
+                matmul(
+                    (len, g.d, g.m),
+                    dqp.ptr().add(qb),
+                    hd,
+                    false,
+                    View::rows(ds.as_ptr(), g.m),
+                    View::rows(k.as_ptr().add(kb), hd),
+                    scale,
+                );
+                // dK += scale dS^T Q
+                matmul(
+                    (g.m, g.d, len),
+                    dkp.ptr().add(kb),
+                    hd,
+                    true,
+                    View::transposed(ds.as_ptr(), g.m),
+                    View::rows(q.as_ptr().add(qb), hd),
+                    scale,
+                );
+            }
+        }
+    });
+    [dq, dk, dv]
+}
+
+/// Whether [`attention`] handles these operands: f32 on the CPU.
 pub fn supported(q: &Tensor, k: &Tensor, v: &Tensor) -> bool {
     [q, k, v]
         .iter()
-        .all(|t| t.device().is_cpu() && t.dtype() == DType::F32 && !t.track_op())
+        .all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
 }
 
 /// `softmax(q k^T * scale) v` per head, with `q [batch, n, heads * d]`,
 /// `k [batch, m, heads * d]`, `v [batch, m, heads * dv]` (head `h` in
 /// columns `h * d..(h + 1) * d`); returns `[batch, n, heads * dv]` in the
-/// same head layout. Check [`supported`] first.
+/// same head layout, differentiable in all three. Check [`supported`]
+/// first.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f64) -> Result<Tensor> {
-    q.contiguous()?.apply_op3_no_bwd(
+    q.contiguous()?.apply_op3(
         &k.contiguous()?,
         &v.contiguous()?,
-        &FusedAttention {
+        FusedAttention {
             heads,
             scale: scale as f32,
         },
@@ -287,6 +404,43 @@ mod tests {
         }
     }
 
+    /// The gradients of `sum(attention * probe)` with respect to q, k and
+    /// v equal those of the tensor-op form.
+    #[test]
+    fn gradients_match_the_tensor_op_attention() {
+        for (b, n, m, heads, d, dv) in [
+            (2, 37, 37, 2, 4, 4),
+            (1, 230, 5000, 1, 8, 8),
+            (2, 70, 77, 4, 8, 6),
+        ] {
+            let var = |shape, seed| candle_core::Var::from_tensor(&seeded(shape, seed)).unwrap();
+            let (q, k, v) = (
+                var((b, n, heads * d), 1),
+                var((b, m, heads * d), 2),
+                var((b, m, heads * dv), 3),
+            );
+            let probe = seeded((b, n, heads * dv), 4);
+            let scale = (d as f64).powf(-0.5);
+            let loss = |out: Tensor| (out * &probe).unwrap().sum_all().unwrap();
+            let (qt, kt, vt) = (q.as_tensor(), k.as_tensor(), v.as_tensor());
+            let ours = loss(attention(qt, kt, vt, heads, scale).unwrap())
+                .backward()
+                .unwrap();
+            let theirs = loss(reference(qt, kt, vt, heads, scale))
+                .backward()
+                .unwrap();
+            for (name, x) in [("q", qt), ("k", kt), ("v", vt)] {
+                let (a, r) = (ours.get(x).unwrap(), theirs.get(x).unwrap());
+                let size: f32 = r.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+                let diff = max_abs_diff(a, r);
+                assert!(
+                    diff < 1e-5 * size.max(1.0),
+                    "d{name} of ({b}, {n}, {m}, {heads}, {d}, {dv}): {diff} (size {size})"
+                );
+            }
+        }
+    }
+
     #[test]
     fn refuses_operands_that_do_not_fit() {
         let dev = Device::Cpu;
@@ -295,12 +449,8 @@ mod tests {
         assert!(attention(&t((1, 4, 6)), &t((1, 5, 6)), &t((1, 5, 6)), 4, 1.0).is_err());
         assert!(attention(&t((1, 4, 6)), &t((2, 5, 6)), &t((2, 5, 6)), 2, 1.0).is_err());
         assert!(attention(&t((1, 4, 6)), &t((1, 0, 6)), &t((1, 0, 6)), 2, 1.0).is_err());
-        let tracked = candle_core::Var::zeros((1, 4, 6), DType::F32, &dev).unwrap();
-        assert!(!supported(
-            tracked.as_tensor(),
-            &t((1, 5, 6)),
-            &t((1, 5, 6))
-        ));
         assert!(supported(&t((1, 4, 6)), &t((1, 5, 6)), &t((1, 5, 6))));
+        let half = t((1, 4, 6)).to_dtype(DType::F16).unwrap();
+        assert!(!supported(&half, &t((1, 5, 6)), &t((1, 5, 6))));
     }
 }

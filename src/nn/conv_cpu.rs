@@ -21,6 +21,7 @@ use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::disjoint::SharedOut;
+use super::strided::{matmul, View};
 
 /// Output pixels per tile (rounded to whole rows).
 const TILE_PX: usize = 512;
@@ -187,26 +188,14 @@ impl CustomOp2 for ConvFwd {
                 // output channel of image b, inside `out` and written by this
                 // tile alone; the operands are in bounds for the strides.
                 unsafe {
-                    gemm::gemm(
-                        g.o,
-                        n,
-                        ckk,
+                    matmul(
+                        (g.o, n, ckk),
                         dst.ptr().add(b * g.o * oh * ow + y0 * ow),
-                        1,
-                        (oh * ow) as isize,
+                        oh * ow,
                         false,
-                        wt.as_ptr(),
-                        1,
-                        ckk as isize,
-                        cols.as_ptr(),
-                        1,
-                        n as isize,
-                        0.0,
+                        View::rows(wt.as_ptr(), ckk),
+                        View::rows(cols.as_ptr(), n),
                         1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
                     );
                 }
             },
@@ -296,26 +285,14 @@ impl CustomOp2 for ConvKernelGrad {
                     // y0..y0+rows of image bi (o rows of n, stride oh*ow);
                     // cols is ckk x n, read transposed.
                     unsafe {
-                        gemm::gemm(
-                            o,
-                            ckk,
-                            n,
+                        matmul(
+                            (o, ckk, n),
                             acc.as_mut_ptr(),
-                            1,
-                            ckk as isize,
+                            ckk,
                             true,
-                            gy.as_ptr().add(bi * o * oh * ow + y0 * ow),
-                            1,
-                            (oh * ow) as isize,
-                            cols.as_ptr(),
-                            n as isize,
-                            1,
+                            View::rows(gy.as_ptr().add(bi * o * oh * ow + y0 * ow), oh * ow),
+                            View::transposed(cols.as_ptr(), n),
                             1.0,
-                            1.0,
-                            false,
-                            false,
-                            false,
-                            gemm::Parallelism::None,
                         );
                     }
                     (acc, cols)

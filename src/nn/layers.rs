@@ -217,9 +217,9 @@ pub struct Attention {
     scale: f64,
     /// Batch x heads processed at once (diffusers' attention slicing);
     /// `None`: all heads, in chunks of query rows when the score matrices
-    /// would exceed [`AUTO_SLICE_BYTES`]. f32 inference on the CPU takes
-    /// the fused kernel of [`attention_cpu`](super::attention_cpu), whose
-    /// memory is bounded anyway, and ignores it.
+    /// would exceed [`AUTO_SLICE_BYTES`]. f32 on the CPU takes the fused
+    /// kernel of [`attention_cpu`](super::attention_cpu), whose memory is
+    /// bounded anyway, and ignores it.
     pub slice_size: Option<usize>,
 }
 

@@ -9,7 +9,8 @@
 //! conv_cpu.rs     CPU stride-1 convolution with gradients (im2col + gemm)
 //! winograd.rs     its 3x3 forward by Winograd F(2x2, 3x3)
 //! disjoint.rs     an output pointer shared by tasks writing disjoint parts
-//! attention_cpu.rs  fused CPU attention for inference (no score matrix)
+//! strided.rs      one-thread matrix products over strided views (gemm)
+//! attention_cpu.rs  fused CPU attention and its gradients (no score matrix)
 //! vecmath.rs      vectorised row kernels (max, exp) with AVX2 dispatch
 //! channel_ops.rs  per-channel bias / affine with fast gradients
 //! ops.rs          3x3 convolution and 2x2 max pooling with exact gradients
@@ -32,6 +33,7 @@ pub mod ops;
 pub mod params;
 pub mod random;
 pub mod segments;
+mod strided;
 pub mod vecmath;
 pub mod weights;
 mod winograd;

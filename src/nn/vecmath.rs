@@ -93,17 +93,20 @@ mod avx2 {
     pub unsafe fn exp_shifted_sum(xs: &mut [f32], shift: f32) -> f32 {
         super::exp_shifted_sum_generic(xs, shift)
     }
+}
 
-    pub fn available() -> bool {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-    }
+/// Whether this CPU runs the AVX2 + FMA copies of the kernels (here and in
+/// the Winograd transforms); the standard library caches the answer.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn avx2_fma() -> bool {
+    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
 }
 
 /// The largest value of `xs` (`-inf` when empty; NaNs are skipped, as
 /// `f32::max` does).
 pub fn max(xs: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    if avx2::available() {
+    if avx2_fma() {
         // SAFETY: the CPU has AVX2 and FMA (checked just above).
         return unsafe { avx2::max(xs) };
     }
@@ -114,7 +117,7 @@ pub fn max(xs: &[f32]) -> f32 {
 /// `shift` the row's maximum, the unnormalised softmax of the row.
 pub fn exp_shifted_sum(xs: &mut [f32], shift: f32) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    if avx2::available() {
+    if avx2_fma() {
         // SAFETY: the CPU has AVX2 and FMA (checked just above).
         return unsafe { avx2::exp_shifted_sum(xs, shift) };
     }

@@ -18,11 +18,12 @@
 use rayon::prelude::*;
 
 use super::disjoint::SharedOut;
+use super::strided::{matmul, View};
 
 /// Winograd positions: the transformed tile is 4 x 4.
 const XI: usize = 16;
 /// Transformed values of one block (input or product), in f32 elements.
-const BLOCK_FLOATS: usize = 2 << 20;
+const BLOCK_FLOATS: usize = 1 << 20;
 
 /// Shape of one convolution: input `[b, c, h, w]`, kernel `[o, c, 3, 3]`,
 /// zero padding `pad` (0..=2).
@@ -205,10 +206,176 @@ fn output_lanes(mo: &[f32], tb: usize, rows: [&mut [f32]; 2]) {
     }
 }
 
+/// The input transform of channel `ci`'s tiles `t0..t0 + n` (of a block
+/// of `tb`) into `vc` (`[xi][tile]`).
+#[inline(always)]
+fn input_channel(
+    g: Conv3x3,
+    x: &[f32],
+    ci: usize,
+    (t0, n, tb): (usize, usize, usize),
+    vc: &mut [f32],
+) {
+    let (th, tw) = g.tiles_hw();
+    let pad = g.pad as isize;
+    let mut pos = TilePos::new(t0, th, tw);
+    let mut t = 0;
+    while t < n {
+        let (bi, ty, tx) = pos.at;
+        let (y0, x0) = ((ty * 2) as isize - pad, (tx * 2) as isize - pad);
+        let plane = &x[(bi * g.c + ci) * g.h * g.w..(bi * g.c + ci + 1) * g.h * g.w];
+        let inside = |cols: usize| {
+            y0 >= 0 && x0 >= 0 && (y0 + 4) as usize <= g.h && x0 as usize + cols <= g.w
+        };
+        if n - t >= LANES && tw - tx >= LANES && inside(2 * LANES + 2) {
+            input_lanes(plane, g.w, (y0 as usize, x0 as usize), &mut vc[t..], tb);
+            t += LANES;
+            pos.advance(LANES);
+            continue;
+        }
+        let mut d = [[0f32; 4]; 4];
+        for (i, row) in d.iter_mut().enumerate() {
+            let y = y0 + i as isize;
+            if y < 0 || y as usize >= g.h {
+                continue;
+            }
+            for (j, e) in row.iter_mut().enumerate() {
+                let xx = x0 + j as isize;
+                if xx >= 0 && (xx as usize) < g.w {
+                    *e = plane[y as usize * g.w + xx as usize];
+                }
+            }
+        }
+        transform_input_tile(&mut d);
+        for (xi, e) in d.iter().flatten().enumerate() {
+            vc[xi * tb + t] = *e;
+        }
+        t += 1;
+        pos.advance(1);
+    }
+}
+
+/// The output transform of output channel `oi`'s tiles `t0..t0 + n` (of a
+/// block of `tb`) from `mo` (`[xi][tile]`) into the output.
+#[inline(always)]
+fn output_channel(
+    g: Conv3x3,
+    mo: &[f32],
+    oi: usize,
+    (t0, n, tb): (usize, usize, usize),
+    dst: SharedOut,
+) {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let (th, tw) = g.tiles_hw();
+    let mut pos = TilePos::new(t0, th, tw);
+    let mut t = 0;
+    while t < n {
+        let (bi, ty, tx) = pos.at;
+        let (y0, x0) = (ty * 2, tx * 2);
+        let base = (bi * g.o + oi) * oh * ow;
+        if n - t >= LANES && tw - tx >= LANES && y0 + 2 <= oh && x0 + 2 * LANES <= ow {
+            // SAFETY: output channel oi of image bi is written by
+            // this task alone (tasks partition the output
+            // channels); both runs of 2 * LANES values lie inside
+            // rows y0 and y0 + 1 of its [oh, ow] plane.
+            let rows = unsafe {
+                [
+                    std::slice::from_raw_parts_mut(dst.ptr().add(base + y0 * ow + x0), 2 * LANES),
+                    std::slice::from_raw_parts_mut(
+                        dst.ptr().add(base + (y0 + 1) * ow + x0),
+                        2 * LANES,
+                    ),
+                ]
+            };
+            output_lanes(&mo[t..], tb, rows);
+            t += LANES;
+            pos.advance(LANES);
+            continue;
+        }
+        let at = |xi: usize| mo[xi * tb + t];
+        // A^T M: 2 rows of 4
+        let mut s = [[0f32; 4]; 2];
+        #[allow(clippy::needless_range_loop)] // column j of both rows
+        for j in 0..4 {
+            let (m0, m1, m2, m3) = (at(j), at(4 + j), at(8 + j), at(12 + j));
+            s[0][j] = m0 + m1 + m2;
+            s[1][j] = m1 - m2 - m3;
+        }
+        for (i, r) in s.iter().enumerate() {
+            let y = y0 + i;
+            if y >= oh {
+                break;
+            }
+            let pair = [r[0] + r[1] + r[2], r[1] - r[2] - r[3]];
+            for (j, val) in pair.into_iter().enumerate() {
+                if x0 + j < ow {
+                    // SAFETY: as above, one element inside the
+                    // plane of this task's output channel.
+                    unsafe { *dst.ptr().add(base + y * ow + x0 + j) = val };
+                }
+            }
+        }
+        t += 1;
+        pos.advance(1);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::*;
+
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn input_channel(
+        g: Conv3x3,
+        x: &[f32],
+        ci: usize,
+        span: (usize, usize, usize),
+        vc: &mut [f32],
+    ) {
+        super::input_channel(g, x, ci, span, vc)
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn output_channel(
+        g: Conv3x3,
+        mo: &[f32],
+        oi: usize,
+        span: (usize, usize, usize),
+        dst: SharedOut,
+    ) {
+        super::output_channel(g, mo, oi, span, dst)
+    }
+}
+
+/// Runs a transform through its AVX2 + FMA copy when the CPU has both,
+/// else through the baseline one.
+#[cfg(target_arch = "x86_64")]
+macro_rules! dispatch {
+    ($f:ident($($arg:expr),*)) => {{
+        if super::vecmath::avx2_fma() {
+            // SAFETY: the CPU has AVX2 and FMA (checked just above).
+            unsafe { avx2::$f($($arg),*) }
+        } else {
+            $f($($arg),*)
+        }
+    }};
+}
+
+/// Runs a transform (no vectorised copy off x86-64).
+#[cfg(not(target_arch = "x86_64"))]
+macro_rules! dispatch {
+    ($f:ident($($arg:expr),*)) => {
+        $f($($arg),*)
+    };
+}
+
 /// The convolution `x [b, c, h, w] * wt [o, c, 3, 3]` into `out`
 /// (`[b, o, out_h, out_w]`, every element written).
 pub(crate) fn conv3x3(g: Conv3x3, x: &[f32], wt: &[f32], out: &mut [f32]) {
-    let (oh, ow) = (g.out_h(), g.out_w());
     let (th, tw) = g.tiles_hw();
     let total = g.b * th * tw;
     let tb = g.block_tiles().min(total);
@@ -217,46 +384,11 @@ pub(crate) fn conv3x3(g: Conv3x3, x: &[f32], wt: &[f32], out: &mut [f32]) {
     let mut v = vec![0f32; g.c * XI * tb];
     let mut m = vec![0f32; g.o * XI * tb];
     let dst = SharedOut(out.as_mut_ptr());
-    let pad = g.pad as isize;
     for t0 in (0..total).step_by(tb) {
         let n = tb.min(total - t0);
         // input transform, one channel per task
         v.par_chunks_mut(XI * tb).enumerate().for_each(|(ci, vc)| {
-            let mut pos = TilePos::new(t0, th, tw);
-            let mut t = 0;
-            while t < n {
-                let (bi, ty, tx) = pos.at;
-                let (y0, x0) = ((ty * 2) as isize - pad, (tx * 2) as isize - pad);
-                let plane = &x[(bi * g.c + ci) * g.h * g.w..(bi * g.c + ci + 1) * g.h * g.w];
-                let inside = |cols: usize| {
-                    y0 >= 0 && x0 >= 0 && (y0 + 4) as usize <= g.h && x0 as usize + cols <= g.w
-                };
-                if n - t >= LANES && tw - tx >= LANES && inside(2 * LANES + 2) {
-                    input_lanes(plane, g.w, (y0 as usize, x0 as usize), &mut vc[t..], tb);
-                    t += LANES;
-                    pos.advance(LANES);
-                    continue;
-                }
-                let mut d = [[0f32; 4]; 4];
-                for (i, row) in d.iter_mut().enumerate() {
-                    let y = y0 + i as isize;
-                    if y < 0 || y as usize >= g.h {
-                        continue;
-                    }
-                    for (j, e) in row.iter_mut().enumerate() {
-                        let xx = x0 + j as isize;
-                        if xx >= 0 && (xx as usize) < g.w {
-                            *e = plane[y as usize * g.w + xx as usize];
-                        }
-                    }
-                }
-                transform_input_tile(&mut d);
-                for (xi, e) in d.iter().flatten().enumerate() {
-                    vc[xi * tb + t] = *e;
-                }
-                t += 1;
-                pos.advance(1);
-            }
+            dispatch!(input_channel(g, x, ci, (t0, n, tb), vc));
         });
         // the 16 products M[xi] = U[xi] V[xi]
         let mp = SharedOut(m.as_mut_ptr());
@@ -267,85 +399,20 @@ pub(crate) fn conv3x3(g: Conv3x3, x: &[f32], wt: &[f32], out: &mut [f32]) {
             // other xi; U[xi] is o x c with row stride 16 * c, V[xi] is
             // c x n with row stride 16 * tb, all in bounds.
             unsafe {
-                gemm::gemm(
-                    g.o,
-                    n,
-                    g.c,
+                matmul(
+                    (g.o, n, g.c),
                     mp.ptr().add(xi * tb),
-                    1,
-                    (XI * tb) as isize,
+                    XI * tb,
                     false,
-                    ur.as_ptr().add(xi * g.c),
-                    1,
-                    (XI * g.c) as isize,
-                    vr.as_ptr().add(xi * tb),
-                    1,
-                    (XI * tb) as isize,
-                    0.0,
+                    View::rows(ur.as_ptr().add(xi * g.c), XI * g.c),
+                    View::rows(vr.as_ptr().add(xi * tb), XI * tb),
                     1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
                 );
             }
         });
         // output transform, one output channel per task
         m.par_chunks(XI * tb).enumerate().for_each(|(oi, mo)| {
-            let mut pos = TilePos::new(t0, th, tw);
-            let mut t = 0;
-            while t < n {
-                let (bi, ty, tx) = pos.at;
-                let (y0, x0) = (ty * 2, tx * 2);
-                let base = (bi * g.o + oi) * oh * ow;
-                if n - t >= LANES && tw - tx >= LANES && y0 + 2 <= oh && x0 + 2 * LANES <= ow {
-                    // SAFETY: output channel oi of image bi is written by
-                    // this task alone (tasks partition the output
-                    // channels); both runs of 2 * LANES values lie inside
-                    // rows y0 and y0 + 1 of its [oh, ow] plane.
-                    let rows = unsafe {
-                        [
-                            std::slice::from_raw_parts_mut(
-                                dst.ptr().add(base + y0 * ow + x0),
-                                2 * LANES,
-                            ),
-                            std::slice::from_raw_parts_mut(
-                                dst.ptr().add(base + (y0 + 1) * ow + x0),
-                                2 * LANES,
-                            ),
-                        ]
-                    };
-                    output_lanes(&mo[t..], tb, rows);
-                    t += LANES;
-                    pos.advance(LANES);
-                    continue;
-                }
-                let at = |xi: usize| mo[xi * tb + t];
-                // A^T M: 2 rows of 4
-                let mut s = [[0f32; 4]; 2];
-                #[allow(clippy::needless_range_loop)] // column j of both rows
-                for j in 0..4 {
-                    let (m0, m1, m2, m3) = (at(j), at(4 + j), at(8 + j), at(12 + j));
-                    s[0][j] = m0 + m1 + m2;
-                    s[1][j] = m1 - m2 - m3;
-                }
-                for (i, r) in s.iter().enumerate() {
-                    let y = y0 + i;
-                    if y >= oh {
-                        break;
-                    }
-                    let pair = [r[0] + r[1] + r[2], r[1] - r[2] - r[3]];
-                    for (j, val) in pair.into_iter().enumerate() {
-                        if x0 + j < ow {
-                            // SAFETY: as above, one element inside the
-                            // plane of this task's output channel.
-                            unsafe { *dst.ptr().add(base + y * ow + x0 + j) = val };
-                        }
-                    }
-                }
-                t += 1;
-                pos.advance(1);
-            }
+            dispatch!(output_channel(g, mo, oi, (t0, n, tb), dst));
         });
     }
 }
