@@ -4,6 +4,9 @@
 //! - `attention`: self-attention over the 64 x 64 latent (4096 tokens, 8
 //!   heads of 40), the fused kernel against the tensor-op form (score
 //!   matrices in 64-row chunks, softmax, product);
+//! - `attention_backward`: the gradients of self-attention over the
+//!   `small` training config's 64 x 64 latent (4096 tokens, 8 heads of
+//!   16, batch 1), the fused backward against the tensor-op graph's;
 //! - `conv3x3`: the UNet's 320-channel 3 x 3 convolution at 64 x 64 and a
 //!   VAE-like 128-channel one at 256 x 256, Winograd against im2col;
 //! - `softmax_row`: the exponential pass over one 4096-value score row,
@@ -11,7 +14,7 @@
 //!
 //! Run: `cargo bench --bench kernels`. Results: docs/benchmarks.md.
 
-use candle_core::{Device, Tensor, D};
+use candle_core::{Device, Tensor, Var, D};
 use std::hint::black_box;
 
 use criterion::{criterion_group, Criterion};
@@ -39,10 +42,13 @@ fn tensor_op_attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: 
         .map(|i| {
             let qi = q.narrow(1, i, 64.min(n - i)).unwrap();
             let s = (qi * scale).unwrap().matmul(&kt).unwrap();
-            candle_nn::ops::softmax_last_dim(&s)
-                .unwrap()
-                .matmul(&v)
-                .unwrap()
+            // the fused softmax kernel has no backward pass
+            let p = if s.track_op() {
+                candle_nn::ops::softmax(&s, D::Minus1).unwrap()
+            } else {
+                candle_nn::ops::softmax_last_dim(&s).unwrap()
+            };
+            p.matmul(&v).unwrap()
         })
         .collect();
     let out = Tensor::cat(&parts, 1).unwrap();
@@ -82,6 +88,41 @@ fn attention(c: &mut Criterion) {
     });
     g.bench_function("tensor_ops", |b| {
         b.iter(|| tensor_op_attention(&qkv[0], &qkv[1], &qkv[2], heads, scale))
+    });
+    g.finish();
+}
+
+fn attention_backward(c: &mut Criterion) {
+    let dev = Device::Cpu;
+    let (n, heads, d) = (4096, 8, 16);
+    let vars: Vec<Var> = (0..3)
+        .map(|_| {
+            Var::from_tensor(&Tensor::randn(0f32, 1., (1, n, heads * d), &dev).unwrap()).unwrap()
+        })
+        .collect();
+    let probe = Tensor::randn(0f32, 1., (1, n, heads * d), &dev).unwrap();
+    let scale = (d as f64).powf(-0.5);
+    let (q, k, v) = (
+        vars[0].as_tensor(),
+        vars[1].as_tensor(),
+        vars[2].as_tensor(),
+    );
+    let loss = |out: Tensor| (out * &probe).unwrap().sum_all().unwrap();
+    let mut g = c.benchmark_group("attention_backward_small_4096tok");
+    g.sample_size(10);
+    g.bench_function("fused", |b| {
+        b.iter(|| {
+            loss(attention_cpu::attention(q, k, v, heads, scale).unwrap())
+                .backward()
+                .unwrap()
+        })
+    });
+    g.bench_function("tensor_ops", |b| {
+        b.iter(|| {
+            loss(tensor_op_attention(q, k, v, heads, scale))
+                .backward()
+                .unwrap()
+        })
     });
     g.finish();
 }
@@ -135,7 +176,7 @@ fn softmax_row(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, attention, conv3x3, softmax_row);
+criterion_group!(benches, attention, attention_backward, conv3x3, softmax_row);
 
 fn main() {
     // the allocator tuning of the ragafusion binary
